@@ -1,0 +1,40 @@
+# Two commands do all the set-up on a fresh clone:  `make serve`  and  `make test`.
+# WEIGHTS=official (default: the real SAM2.1 + GroundingDINO weights, downloaded once)
+# WEIGHTS=tiny | full  (random-weight models built from the real configs; no network)
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+WEIGHTS ?= official
+WEIGHTS_DIR ?= weights
+PYTEST_ARGS ?=
+
+.PHONY: help install weights test test-unit serve clean
+.DEFAULT_GOAL := help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements/*.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip setuptools wheel
+	$(PIP) install --quiet -r requirements/torch.txt
+	$(PIP) install --quiet -r requirements/runtime.txt -r requirements/test.txt
+	SAM2_BUILD_CUDA=0 $(PIP) install --quiet --no-build-isolation --no-deps --require-hashes -r requirements/sam2.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv with every pinned dependency (idempotent)
+
+weights: $(STAMP)  ## fetch or build the WEIGHTS=official|tiny|full model files into weights/
+	$(VENV)/bin/segserve-weights prepare $(WEIGHTS) --dir $(WEIGHTS_DIR)
+
+test: $(STAMP)  ## run the whole test suite (random tiny weights, no network)
+	$(VENV)/bin/segserve-weights prepare tiny --dir $(WEIGHTS_DIR)
+	SEGSERVE_WEIGHTS_DIR=$(abspath $(WEIGHTS_DIR)) $(PY) -m pytest $(PYTEST_ARGS)
+
+clean:  ## remove built archives and logs (keeps .venv and weights/)
+	rm -rf model_store/*.mar model_store/*/ logs build

@@ -1,0 +1,82 @@
+"""A weights bundle: one folder holding a SAM2.1 checkpoint and a GroundingDINO folder, described by manifest.json.
+
+Every way of getting weights (official download, local files, random models) ends in this format, so the
+production loaders are what every test exercises. Paths in the manifest are relative to the bundle folder
+unless absolute (local files that a user points at are used where they are, not copied).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from segserve.errors import WeightsError
+
+MANIFEST = "manifest.json"
+
+# Meta's checkpoint file names → the matching config shipped inside the sam2 package.
+SAM2_CONFIGS = {
+    "sam2.1_hiera_tiny.pt": "configs/sam2.1/sam2.1_hiera_t.yaml",
+    "sam2.1_hiera_small.pt": "configs/sam2.1/sam2.1_hiera_s.yaml",
+    "sam2.1_hiera_base_plus.pt": "configs/sam2.1/sam2.1_hiera_b+.yaml",
+    "sam2.1_hiera_large.pt": "configs/sam2.1/sam2.1_hiera_l.yaml",
+}
+
+
+def sam2_config_for(checkpoint: Path) -> str:
+    """The sam2 config for a checkpoint, chosen by Meta's file name (the only place the size is recorded)."""
+    try:
+        return SAM2_CONFIGS[checkpoint.name]
+    except KeyError:
+        names = ", ".join(SAM2_CONFIGS)
+        raise WeightsError(
+            f"cannot tell the SAM2.1 model size of {checkpoint.name!r}: keep Meta's file name, one of {names}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class WeightsBundle:
+    variant: str  # "official", "tiny", "full" or "local"
+    sam2_checkpoint: Path
+    sam2_config: str
+    grounding_dino_dir: Path
+
+    def write(self, root: Path) -> Path:
+        """Write manifest.json into `root`; paths inside `root` are stored relative to it."""
+        root.mkdir(parents=True, exist_ok=True)
+
+        def rel(path: Path) -> str:
+            path = path.resolve()
+            return str(path.relative_to(root.resolve())) if path.is_relative_to(root.resolve()) else str(path)
+
+        manifest = {
+            "variant": self.variant,
+            "sam2": {"checkpoint": rel(self.sam2_checkpoint), "config": self.sam2_config},
+            "grounding_dino": rel(self.grounding_dino_dir),
+        }
+        path = root / MANIFEST
+        path.write_text(json.dumps(manifest, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, root: Path) -> "WeightsBundle":
+        path = Path(root) / MANIFEST
+        if not path.is_file():
+            raise WeightsError(
+                f"no weights at {root}: run `segserve-weights prepare official|tiny|full --dir {Path(root).parent}`"
+            )
+        try:
+            manifest = json.loads(path.read_text())
+            bundle = cls(
+                variant=manifest["variant"],
+                sam2_checkpoint=Path(root, manifest["sam2"]["checkpoint"]),
+                sam2_config=manifest["sam2"]["config"],
+                grounding_dino_dir=Path(root, manifest["grounding_dino"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise WeightsError(f"{path} is not a valid weights manifest: {exc}") from None
+        for needed in (bundle.sam2_checkpoint, bundle.grounding_dino_dir):
+            if not needed.exists():
+                raise WeightsError(f"{path} names {needed}, which does not exist")
+        return bundle

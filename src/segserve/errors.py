@@ -59,3 +59,8 @@ class WeightsError(ServiceError):
     """A weight file is missing, corrupt or of the wrong format (an operator's problem, not a client's)."""
 
     code = "weights_error"
+
+
+class OutOfMemory(ServiceError):
+    status = 507
+    code = "out_of_memory"

@@ -47,8 +47,9 @@ class WeightsBundle:
         root.mkdir(parents=True, exist_ok=True)
 
         def rel(path: Path) -> str:
-            path = path.resolve()
-            return str(path.relative_to(root.resolve())) if path.is_relative_to(root.resolve()) else str(path)
+            # absolute(), not resolve(): a symlinked checkpoint must keep Meta's file name.
+            path, base = path.absolute(), root.absolute()
+            return str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
 
         manifest = {
             "variant": self.variant,

@@ -1,0 +1,54 @@
+"""A request's image, whichever way it came: base64, a URL (http/https/s3) or a raw request body."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from segserve.errors import NotFound
+from segserve.image_fetch import DEFAULT_POLICY, FetchPolicy, fetch_image_bytes
+from segserve.images import DEFAULT_MAX_PIXELS, decode_base64_image, decode_image
+from segserve.schemas import ImageRequest
+
+
+def image_id_of(pixels: np.ndarray) -> str:
+    """A content id for decoded pixels: the same picture gets the same id however it was sent."""
+    digest = hashlib.blake2b(pixels.tobytes(), digest_size=16)
+    digest.update(str(pixels.shape).encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedImage:
+    pixels: np.ndarray  # (H, W, 3) uint8 RGB, EXIF orientation applied
+    image_id: str
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+
+@dataclass(frozen=True)
+class ImageLoader:
+    fetch_policy: FetchPolicy = field(default=DEFAULT_POLICY)
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def load(self, request: ImageRequest, raw_image: bytes | None = None) -> LoadedImage:
+        if raw_image is not None:
+            pixels = decode_image(raw_image, self.max_pixels, field="body")
+        elif request.image is not None:
+            pixels = decode_base64_image(request.image, self.max_pixels)
+        elif request.image_url is not None:
+            data = fetch_image_bytes(request.image_url, self.fetch_policy)
+            pixels = decode_image(data, self.max_pixels, field="image_url")
+        else:
+            raise NotFound(
+                f"image_id {request.image_id!r} is not known to this endpoint: send the image itself", field="image_id"
+            )
+        return LoadedImage(pixels, image_id_of(pixels))

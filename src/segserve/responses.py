@@ -1,0 +1,46 @@
+"""Response bodies: masks in the requested format, and the seed API's rendered PNGs."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+
+import numpy as np
+
+from segserve.images import encode_png
+from segserve.masks import (
+    encode_mask_png, encode_rle, mask_bbox, mask_to_polygons, render_mask_only, render_overlay,
+)
+
+
+def encode_mask(mask: np.ndarray, mask_format: str) -> dict:
+    if mask_format == "rle":
+        return {"format": "rle", **encode_rle(mask)}
+    if mask_format == "png":
+        return {"format": "png", "data": _b64(encode_mask_png(mask))}
+    return {"format": "polygons", "polygons": mask_to_polygons(mask)}
+
+
+def mask_entry(mask: np.ndarray, score: float, mask_format: str) -> dict:
+    """One mask: SAM2's predicted IoU, its tight box (xyxy pixel edges; null when empty), area and encoding."""
+    box = mask_bbox(mask)
+    return {
+        "score": round(float(score), 6),
+        "box": list(box) if box is not None else None,
+        "area": int(mask.sum()),
+        "mask": encode_mask(mask, mask_format),
+    }
+
+
+def renderings(image: np.ndarray, masks: Sequence[np.ndarray], names: Sequence[str]) -> dict[str, str]:
+    """The seed API's base64 PNGs: the image, the masks tinted over it, and the masks alone."""
+    renderers = {
+        "original": lambda: image,
+        "overlay": lambda: render_overlay(image, masks),
+        "mask_only": lambda: render_mask_only(masks, image.shape[:2]),
+    }
+    return {name: _b64(encode_png(renderers[name]())) for name in names}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

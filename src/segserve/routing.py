@@ -1,0 +1,128 @@
+"""The router: ONE model that TorchServe's /invocations resolves, forwarding each request by `action`.
+
+SageMaker cannot add `?model_name=` and TorchServe resolves /invocations only for the single model
+loaded at startup, so this is that model. Bodies go to the target model unchanged (JSON, or a raw image
+with its custom attributes); JSON Lines batches are split and answered line by line, in order, a bad
+line becoming an error object on its line. `ping` is answered here from the management API.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+
+from segserve.errors import (
+    InvalidRequest, NotReady, OutOfMemory, PayloadTooLarge, ServiceError, UnsupportedMediaType,
+)
+from segserve.invocation import (
+    CUSTOM_ATTRIBUTES, IMAGE_TYPES, JSON, JSON_LINES, Reply, decode_json, dump_json, error_body, header,
+    media_type, parse_custom_attributes,
+)
+from segserve.loopback import Response
+from segserve.schemas import ACTIONS
+
+log = logging.getLogger(__name__)
+
+# (model name, body, headers) → the model's response
+Forward = Callable[[str, bytes, dict], Response]
+# model name → TorchServe's description of it (GET /models/<name>), or None if not registered
+Describe = Callable[[str], list | None]
+
+
+class Router:
+    def __init__(self, forward: Forward, describe: Describe, routes: Mapping[str, str]):
+        self.forward = forward
+        self.describe = describe
+        self.routes = dict(routes)  # action → model name
+
+    def __call__(self, body: bytes, content_type: str | None, headers: Mapping[str, str], request_id: str | None = None) -> Reply:
+        media = media_type(content_type)
+        try:
+            if media in JSON_LINES:
+                return Reply(200, self._batch(body), JSON_LINES[0])
+            if media in IMAGE_TYPES:
+                attributes = header(headers, CUSTOM_ATTRIBUTES)
+                action = parse_custom_attributes(attributes).get("action")
+                forwarded = {"Content-Type": content_type, "X-Amzn-SageMaker-Custom-Attributes": attributes or ""}
+                return self._to_model(action, body, forwarded)
+            if media == JSON or (media == "" and body[:1] == b"{"):
+                payload = decode_json(body)
+                action = payload.get("action") if isinstance(payload, dict) else None
+                if action == "ping":
+                    return self.readiness()
+                return self._to_model(action, body, {"Content-Type": JSON})
+            raise UnsupportedMediaType(
+                f"content type {media or 'missing'!r} is not supported: use application/json, "
+                f"application/jsonlines or an image type with X-Amzn-SageMaker-Custom-Attributes"
+            )
+        except ServiceError as error:
+            return Reply(error.status, error_body(error, request_id))
+        except Exception:
+            log.exception("request %s failed in the router", request_id)
+            return Reply(500, error_body(ServiceError("internal error in the router"), request_id))
+
+    def readiness(self) -> Reply:
+        """Each model's workers: 200 when every routed model has a READY worker, else 503."""
+        models = {}
+        for name in ["router", *self.routes.values()]:
+            versions = self.describe(name) or []
+            workers = [w for version in versions for w in version.get("workers", [])]
+            ready = sum(1 for w in workers if w.get("status") == "READY")
+            models[name] = {"registered": bool(versions), "workers": len(workers), "ready_workers": ready}
+        healthy = all(m["ready_workers"] > 0 for m in models.values())
+        body = {"action": "ping", "status": "ready" if healthy else "not_ready", "models": models}
+        return Reply(200 if healthy else 503, dump_json(body))
+
+    def _to_model(self, action: object, body: bytes, headers: dict) -> Reply:
+        model = self.routes.get(action) if isinstance(action, str) else None
+        if model is None:
+            shown = "missing" if action is None else repr(action)
+            raise InvalidRequest(f"action is {shown}; valid actions: {', '.join(ACTIONS)}", field="action")
+        try:
+            response = self.forward(model, body, headers)
+        except OSError as exc:
+            raise NotReady(f"model {model!r} did not answer: {exc.__class__.__name__}") from exc
+        if response.status >= 400 and not _is_our_error(response.body):
+            raise _torchserve_error(model, response)
+        return Reply(response.status, response.body, response.content_type or JSON)
+
+    def _batch(self, body: bytes) -> bytes:
+        """One JSON line out per record in, same order; a bad record gets an error object, never a failed batch."""
+        lines = []
+        for number, line in enumerate(body.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                payload = json.loads(line)
+                action = payload.get("action") if isinstance(payload, dict) else None
+                reply = self.readiness() if action == "ping" else self._to_model(action, line, {"Content-Type": JSON})
+            except ValueError as exc:
+                reply = Reply(400, error_body(InvalidRequest(f"line {number} is not valid JSON: {exc}"), None))
+            except ServiceError as error:
+                reply = Reply(error.status, error_body(error, None))
+            lines.append(_batch_line(reply))
+        return b"\n".join(lines) + b"\n"
+
+
+def _batch_line(reply: Reply) -> bytes:
+    """A reply as one line: compact JSON, errors carrying their HTTP status."""
+    value = json.loads(reply.body)
+    if reply.status >= 400 and isinstance(value.get("error"), dict):
+        value["error"]["status"] = reply.status
+    return dump_json(value)
+
+
+def _is_our_error(body: bytes) -> bool:
+    try:
+        return isinstance(json.loads(body).get("error"), dict)
+    except (ValueError, AttributeError):
+        return False
+
+
+def _torchserve_error(model: str, response: Response) -> ServiceError:
+    """TorchServe's own errors (unregistered model, no worker, timeout) in our error shape."""
+    if response.status in (404, 503):
+        return NotReady(f"model {model!r} is not ready (TorchServe answered {response.status}); try again shortly")
+    kind = {413: PayloadTooLarge, 507: OutOfMemory}.get(response.status, ServiceError)
+    return kind(f"model {model!r} failed (TorchServe answered {response.status})")

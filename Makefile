@@ -11,7 +11,7 @@ WEIGHTS ?= official
 WEIGHTS_DIR ?= weights
 PYTEST_ARGS ?=
 
-.PHONY: help install weights test test-unit serve clean
+.PHONY: help install weights test serve model-store clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -38,3 +38,15 @@ test: $(STAMP)  ## run the whole test suite (random tiny weights, no network)
 
 clean:  ## remove built archives and logs (keeps .venv and weights/)
 	rm -rf model_store/*.mar model_store/*/ logs build
+
+MODEL_STORE ?= model_store
+RUN_DIR ?= build/run
+
+model-store: $(STAMP)  ## build the three TorchServe model folders from weights/$(WEIGHTS)
+	$(VENV)/bin/segserve-weights prepare $(WEIGHTS) --dir $(WEIGHTS_DIR)
+	$(PY) serving/build_model_store.py --weights $(WEIGHTS_DIR)/$(WEIGHTS) --model-store $(MODEL_STORE)
+	PYTHON=$(abspath $(PY)) bash serving/plugins/build.sh
+
+serve: model-store  ## run the endpoint locally through the container's own entrypoint (Ctrl-C stops it)
+	PATH="$(abspath $(VENV))/bin:$$PATH" SEGSERVE_MODEL_STORE=$(MODEL_STORE) SEGSERVE_CONFIG=config.properties \
+	SEGSERVE_PLUGINS=serving/plugins/build SEGSERVE_RUN_DIR=$(abspath $(RUN_DIR)) bash serving/entrypoint.sh serve

@@ -45,7 +45,7 @@ _WHITESPACE = re.compile(r"\s+")
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, *, field: str | None = None) -> np.ndarray:
-    """Decode JPEG/PNG/WebP/BMP/TIFF/GIF bytes to a C-contiguous HxWx3 uint8 RGB array.
+    """Decode JPEG/PNG/WebP/BMP/TIFF/GIF bytes to a writable, C-contiguous HxWx3 uint8 RGB array.
 
     EXIF orientation is applied, multi-frame files give their first frame, alpha is
     dropped (the stored colour is kept) and 16-bit images are scaled to 8 bits.
@@ -119,7 +119,8 @@ def _apply_exif_orientation(image: Image.Image) -> Image.Image:
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
     if image.mode in _SIXTEEN_BIT_MODES:
         grey = (np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+        return np.repeat(grey[:, :, None], 3, axis=2)
     if image.mode == "La":  # TIFF grey with premultiplied alpha: Pillow converts it only to "LA"
         image = image.convert("LA")
-    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+    # np.array, not np.asarray: Pillow's array view is read-only, and torch warns about those.
+    return np.array(image.convert("RGB"), dtype=np.uint8)

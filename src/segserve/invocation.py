@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import unquote
 
@@ -41,6 +41,7 @@ class Reply:
     status: int
     body: bytes
     content_type: str = JSON
+    timings: dict[str, float] = field(default_factory=dict)  # ms per stage, for metrics
 
 
 def media_type(content_type: str | None) -> str:
@@ -108,13 +109,13 @@ class Invoker:
         try:
             payload, raw_image = self._decode(body, media_type(content_type), header(headers, CUSTOM_ATTRIBUTES))
             request = parse_request(payload, strict=raw_image is None, raw_image=raw_image is not None)
-            result = self._run(request, raw_image, started)
+            result, timings = self._run(request, raw_image, started)
             if len(result) > self.max_response_bytes:
                 raise PayloadTooLarge(
                     f"the response would be {len(result):,} bytes, over the {self.max_response_bytes:,} limit: "
                     "ask for fewer masks (max_detections, multimask=false), mask_format=rle, or no return_images"
                 )
-            return Reply(200, result)
+            return Reply(200, result, timings=timings)
         except ServiceError as error:
             log.info("request %s: %s %s", request_id, error.status, error.message)
             return Reply(error.status, error_body(error, request_id))
@@ -137,9 +138,9 @@ class Invoker:
             f"application/jsonlines or an image type ({', '.join(IMAGE_TYPES)})"
         )
 
-    def _run(self, request, raw_image: bytes | None, started: float) -> bytes:
+    def _run(self, request, raw_image: bytes | None, started: float) -> tuple[bytes, dict[str, float]]:
         if isinstance(request, PingRequest):
-            return dump_json({"action": "ping", "status": "ready", "actions": sorted(self.services)})
+            return dump_json({"action": "ping", "status": "ready", "actions": sorted(self.services)}), {}
         service = self.services.get(request.action)
         if service is None:
             raise InvalidRequest(
@@ -148,6 +149,7 @@ class Invoker:
             )
         timer = StageTimer(self.runtime)
         response = service.run(request, raw_image, timer)
-        response["timings_ms"] = {name: round(ms, 2) for name, ms in timer.stages.items()}
-        response["timings_ms"]["total"] = round((time.perf_counter() - started) * 1000.0, 2)
-        return dump_json(response)
+        timings = {name: round(ms, 2) for name, ms in timer.stages.items()}
+        timings["total"] = round((time.perf_counter() - started) * 1000.0, 2)
+        response["timings_ms"] = timings
+        return dump_json(response), timings

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from segserve.errors import WeightsError
 from segserve.grounding_dino import (
     DEFAULT_BOX_THRESHOLD, DEFAULT_MAX_DETECTIONS, DEFAULT_TEXT_THRESHOLD, Detection, GroundingDinoDetector,
 )
@@ -37,11 +38,15 @@ class LangSamPipeline:
         self.segmenter = segmenter
 
     @classmethod
-    def from_bundle(cls, bundle: WeightsBundle, runtime: Runtime | None = None) -> "LangSamPipeline":
+    def from_bundle(
+        cls, bundle: WeightsBundle, runtime: Runtime | None = None, compile_encoder: bool = False
+    ) -> "LangSamPipeline":
         runtime = runtime or Runtime.select()
+        if bundle.grounding_dino_dir is None:
+            raise WeightsError("this weights bundle has no GroundingDINO model (a SAM2-only bundle)")
         return cls(
             GroundingDinoDetector.from_pretrained(bundle.grounding_dino_dir, runtime),
-            Sam2Pipeline.from_checkpoint(bundle.sam2_checkpoint, bundle.sam2_config, runtime),
+            Sam2Pipeline.from_checkpoint(bundle.sam2_checkpoint, bundle.sam2_config, runtime, compile_encoder),
         )
 
     def predict(

@@ -73,9 +73,15 @@ class Sam2Service:
 class LangSamService:
     action = "langsam"
 
-    def __init__(self, pipeline: LangSamPipeline, loader: ImageLoader):
+    def __init__(self, pipeline: LangSamPipeline, loader: ImageLoader, defaults: dict | None = None):
         self.pipeline = pipeline
         self.loader = loader
+        self.defaults = defaults or {}  # server-side defaults for fields a request leaves out
+
+    def _setting(self, request: LangSamRequest, name: str):
+        if name in request.model_fields_set or name not in self.defaults:
+            return getattr(request, name)
+        return self.defaults[name]
 
     def run(self, request: LangSamRequest, raw_image: bytes | None, timer: StageTimer) -> dict:
         if request.refine_prompt:
@@ -84,8 +90,8 @@ class LangSamService:
         with timer.stage("load_image"):
             image = self.loader.load(request, raw_image)
         objects = self.pipeline.predict(
-            image.pixels, request.text_prompt, request.box_threshold, request.text_threshold,
-            request.max_detections, timer=timer,
+            image.pixels, request.text_prompt, self._setting(request, "box_threshold"),
+            self._setting(request, "text_threshold"), self._setting(request, "max_detections"), timer=timer,
         )
         with timer.stage("encode_masks"):
             entries = [

@@ -88,7 +88,8 @@ def test_every_supported_format_round_trips_to_rgb_uint8(image_format):
 
     decoded = decode_image(data)
 
-    assert decoded.shape == (20, 40, 3) and decoded.dtype == np.uint8 and decoded.flags.c_contiguous
+    assert decoded.shape == (20, 40, 3) and decoded.dtype == np.uint8
+    assert decoded.flags.c_contiguous and decoded.flags.writeable
     error = np.abs(decoded.astype(int) - original)
     assert error.max() < 16 if image_format == "JPEG" else error.max() == 0
 

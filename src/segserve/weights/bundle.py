@@ -40,7 +40,7 @@ class WeightsBundle:
     variant: str  # "official", "tiny", "full" or "local"
     sam2_checkpoint: Path
     sam2_config: str
-    grounding_dino_dir: Path
+    grounding_dino_dir: Path | None  # None in a SAM2-only bundle (the sam2 model's archive)
 
     def write(self, root: Path) -> Path:
         """Write manifest.json into `root`; paths inside `root` are stored relative to it."""
@@ -54,7 +54,7 @@ class WeightsBundle:
         manifest = {
             "variant": self.variant,
             "sam2": {"checkpoint": rel(self.sam2_checkpoint), "config": self.sam2_config},
-            "grounding_dino": rel(self.grounding_dino_dir),
+            "grounding_dino": rel(self.grounding_dino_dir) if self.grounding_dino_dir else None,
         }
         path = root / MANIFEST
         path.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -73,11 +73,11 @@ class WeightsBundle:
                 variant=manifest["variant"],
                 sam2_checkpoint=Path(root, manifest["sam2"]["checkpoint"]),
                 sam2_config=manifest["sam2"]["config"],
-                grounding_dino_dir=Path(root, manifest["grounding_dino"]),
+                grounding_dino_dir=Path(root, manifest["grounding_dino"]) if manifest["grounding_dino"] else None,
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise WeightsError(f"{path} is not a valid weights manifest: {exc}") from None
         for needed in (bundle.sam2_checkpoint, bundle.grounding_dino_dir):
-            if not needed.exists():
+            if needed is not None and not needed.exists():
                 raise WeightsError(f"{path} names {needed}, which does not exist")
         return bundle

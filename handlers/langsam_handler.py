@@ -1,0 +1,20 @@
+"""TorchServe handler for action "langsam" (text → GroundingDINO boxes → SAM2 masks): a thin adapter over segserve."""
+
+from segserve.invocation import Invoker
+from segserve.langsam_pipeline import LangSamPipeline
+from segserve.services import LangSamService
+from torchserve_io import runtime_for, serve_batch, settings, weights_bundle
+
+
+class LangSamHandler:
+    def initialize(self, context):
+        config = settings(context)
+        runtime = runtime_for(context, config)
+        bundle = weights_bundle(context, config)
+        pipeline = LangSamPipeline.from_bundle(bundle, runtime, config.compile)
+        defaults = config.model_dump(include={"box_threshold", "text_threshold", "max_detections"})
+        service = LangSamService(pipeline, config.image_loader(), defaults)
+        self.invoke = Invoker([service], runtime, config.max_response_bytes)
+
+    def handle(self, data, context):
+        return serve_batch(data, context, self.invoke)

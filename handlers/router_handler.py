@@ -1,0 +1,32 @@
+"""TorchServe handler of the "router" model: the one model /invocations resolves; forwards by `action`."""
+
+import os
+
+from segserve.loopback import LoopbackClient
+from segserve.routing import Router
+from segserve.settings import RouterSettings
+from torchserve_io import serve_batch
+
+
+class RouterHandler:
+    def initialize(self, context):
+        config = RouterSettings.from_config((context.model_yaml_config or {}).get("handler"))
+        # Set by serving/entrypoint.sh from the ports TorchServe was started with.
+        self.models = LoopbackClient(
+            os.environ.get("SEGSERVE_INFERENCE_URL", "http://127.0.0.1:8080"), config.forward_timeout_s
+        )
+        self.management = LoopbackClient(os.environ.get("SEGSERVE_MANAGEMENT_URL", "http://127.0.0.1:8081"), 5.0)
+        self.route = Router(self._forward, self._describe, config.routes)
+
+    def handle(self, data, context):
+        return serve_batch(data, context, self.route)
+
+    def _forward(self, model, body, headers):
+        return self.models.request("POST", f"/predictions/{model}", body, headers)
+
+    def _describe(self, model):
+        try:
+            status, description = self.management.get_json(f"/models/{model}")
+        except OSError:
+            return None
+        return description if status == 200 else None

@@ -1,0 +1,18 @@
+"""TorchServe handler for action "sam2" (points and/or a box → SAM2 masks): a thin adapter over segserve."""
+
+from segserve.invocation import Invoker
+from segserve.sam2_pipeline import Sam2Pipeline
+from segserve.services import Sam2Service
+from torchserve_io import runtime_for, serve_batch, settings, weights_bundle
+
+
+class Sam2Handler:
+    def initialize(self, context):
+        config = settings(context)
+        runtime = runtime_for(context, config)
+        bundle = weights_bundle(context, config)
+        pipeline = Sam2Pipeline.from_checkpoint(bundle.sam2_checkpoint, bundle.sam2_config, runtime, config.compile)
+        self.invoke = Invoker([Sam2Service(pipeline, config.image_loader())], runtime, config.max_response_bytes)
+
+    def handle(self, data, context):
+        return serve_batch(data, context, self.invoke)

@@ -1,0 +1,76 @@
+"""TorchServe's side of a request, shared by the three handlers (shipped in each archive as an extra file).
+
+Functions only: TorchServe loads a handler module that defines exactly one class, so the handler
+classes live in their own files and import these.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from segserve.invocation import Reply
+from segserve.runtime import Runtime
+from segserve.settings import ModelSettings
+from segserve.weights.bundle import WeightsBundle
+
+log = logging.getLogger(__name__)
+
+
+def settings(context) -> ModelSettings:
+    return ModelSettings.from_config((getattr(context, "model_yaml_config", None) or {}).get("handler"))
+
+
+def runtime_for(context, model_settings: ModelSettings) -> Runtime:
+    """The GPU TorchServe assigned to this worker, else the CPU (or the device the settings name)."""
+    gpu_id = context.system_properties.get("gpu_id")
+    if model_settings.device:
+        return Runtime.select(model_settings.device)
+    if gpu_id is not None and torch.cuda.is_available():
+        return Runtime.select(f"cuda:{gpu_id}")
+    return Runtime.select("cpu")
+
+
+def weights_bundle(context, model_settings: ModelSettings) -> WeightsBundle:
+    model_dir = Path(context.system_properties["model_dir"])
+    return WeightsBundle.load(model_dir / model_settings.weights)
+
+
+def serve_batch(data: list, context, invoke) -> list[bytes]:
+    """Answer each request of a TorchServe batch on its own: one bad request never fails the others."""
+    replies = []
+    for idx, row in enumerate(data):
+        body, content_type, headers = _request_parts(row, context, idx)
+        reply = invoke(body, content_type, headers, context.get_request_id(idx))
+        replies.append(_respond(context, idx, reply))
+    return replies
+
+
+def _request_parts(row: dict, context, idx: int) -> tuple[bytes, str | None, dict]:
+    headers = {k: v for k, v in context.get_all_request_header(idx).items() if isinstance(v, str)}
+    name, body = next(((k, v) for k, v in row.items() if k in ("body", "data")), (None, b""))
+    if isinstance(body, (dict, list)):  # only if decode_input_request was left on
+        body = json.dumps(body).encode()
+    elif isinstance(body, str):
+        body = body.encode()
+    # TorchServe keeps the body's content type with the parameter, not among the request headers.
+    parameter = context.get_all_request_header(idx).get(name) if name else None
+    content_type = parameter.get("content-type") if isinstance(parameter, dict) else None
+    return bytes(body), content_type or headers.get("Content-Type") or headers.get("content-type"), headers
+
+
+def _respond(context, idx: int, reply: Reply) -> bytes:
+    context.set_response_status(reply.status, "", idx)  # TorchServe: index LAST here...
+    context.set_response_content_type(idx, reply.content_type)  # ...and FIRST here
+    for stage, ms in reply.timings.items():
+        context.metrics.add_time("SegmentationStageTime", ms, None, "ms", dimensions=_dimensions(context, stage))
+    return reply.body
+
+
+def _dimensions(context, stage: str) -> list:
+    from ts.metrics.dimension import Dimension
+
+    return [Dimension("ModelName", context.model_name), Dimension("Stage", stage)]

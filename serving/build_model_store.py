@@ -1,0 +1,111 @@
+"""Build the TorchServe model store: router, langsam and sam2, each an unpacked (no-archive) model folder.
+
+    python serving/build_model_store.py --weights weights/tiny --model-store model_store
+
+`--archive-format no-archive` writes each model as a folder, so TorchServe does not unzip gigabytes of
+weights again at every start. langsam gets the whole weights bundle, sam2 a SAM2-only bundle, the router
+none. A model whose inputs have not changed since its last build is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from segserve.weights.bundle import WeightsBundle
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = ("router", "langsam", "sam2")
+STAMP = ".segserve-build.json"
+
+
+def stage_weights(model: str, bundle: WeightsBundle, stage: Path) -> None:
+    """The files `model` needs, as a bundle folder `weights/` (hard links where possible: no copies)."""
+    weights = stage / "weights"
+    weights.mkdir(parents=True)
+    checkpoint = _link(bundle.sam2_checkpoint, weights / bundle.sam2_checkpoint.name)
+    grounding_dino = None
+    if model == "langsam":
+        grounding_dino = weights / "grounding-dino"
+        shutil.copytree(bundle.grounding_dino_dir, grounding_dino, copy_function=_link)
+    WeightsBundle(bundle.variant, checkpoint, bundle.sam2_config, grounding_dino).write(weights)
+
+
+def _link(source, target):
+    try:
+        Path(target).hardlink_to(source)
+    except OSError:  # another file system
+        shutil.copy2(source, target)
+    return Path(target)
+
+
+def inputs_digest(model: str, weights_dir: Path, version: str) -> str:
+    """What a build depends on: handler code, model config, the weights manifest and version."""
+    digest = hashlib.sha256(version.encode())
+    files = [REPO / "handlers" / f"{model}_handler.py", REPO / "handlers" / "torchserve_io.py",
+             REPO / "serving" / "model-config" / f"{model}.yaml"]
+    if model != "router":
+        files.append(weights_dir / "manifest.json")
+        digest.update(str(weights_dir.resolve()).encode())
+    for path in files:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def build(model: str, weights_dir: Path, model_store: Path, version: str, force: bool) -> bool:
+    """Archive one model; False if it was up to date."""
+    digest = inputs_digest(model, weights_dir, version)
+    stamp = model_store / model / STAMP
+    if not force and stamp.is_file() and json.loads(stamp.read_text()).get("inputs") == digest:
+        return False
+    stage = REPO / "build" / "stage" / model
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    extra = [str(REPO / "handlers" / "torchserve_io.py")]
+    if model != "router":
+        stage_weights(model, WeightsBundle.load(weights_dir), stage)
+        extra.append(str(stage))
+    shutil.rmtree(model_store / model, ignore_errors=True)
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "torch-model-archiver"), "--model-name", model, "--version", version,
+            "--handler", str(REPO / "handlers" / f"{model}_handler.py"), "--extra-files", ",".join(extra),
+            "--config-file", str(REPO / "serving" / "model-config" / f"{model}.yaml"),
+            "--archive-format", "no-archive", "--export-path", str(model_store), "--force",
+        ],
+        check=True,
+    )
+    shutil.rmtree(stage)
+    stamp.write_text(json.dumps({"inputs": digest, "weights": str(weights_dir)}) + "\n")
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, required=True, help="a weights bundle folder, e.g. weights/tiny")
+    parser.add_argument("--model-store", type=Path, default=Path("model_store"), help="default: model_store")
+    parser.add_argument("--version", default="1.0", help="model version written into each archive")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
+    parser.add_argument("--force", action="store_true", help="rebuild even when nothing changed")
+    args = parser.parse_args(argv)
+    args.model_store.mkdir(parents=True, exist_ok=True)
+    WeightsBundle.load(args.weights)  # fail before building anything if the weights are not there
+    built = []
+    for model in tqdm(args.models.split(","), desc="archiving", unit="model"):
+        if model not in MODELS:
+            parser.error(f"unknown model {model!r}")
+        if build(model, args.weights, args.model_store, args.version, args.force):
+            built.append(model)
+    print(f"model store {args.model_store}: built {', '.join(built) or 'nothing (up to date)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

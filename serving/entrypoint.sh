@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The container's entrypoint (`docker run IMAGE serve`, as SageMaker starts it) and `make serve`'s.
+#
+# Starts TorchServe in the foreground with the router as its single startup model, registers langsam
+# and sam2 once the management API answers, and stops everything on SIGTERM/SIGINT (SageMaker sends
+# SIGTERM, then SIGKILL 30 s later). /ping stays 503 until all three models have a loaded worker.
+#
+# Environment (defaults are the container's):
+#   SEGSERVE_MODEL_STORE   model store folder                  (/opt/ml/model)
+#   SEGSERVE_CONFIG        base config.properties              (/opt/segserve/config.properties)
+#   SEGSERVE_PLUGINS       folder with segserve-plugins.jar     (/opt/segserve/plugins)
+#   SEGSERVE_RUN_DIR       logs, pid file, generated config    (/tmp/segserve)
+#   SAGEMAKER_BIND_TO_PORT inference port                      (8080)
+#   SEGSERVE_MANAGEMENT_PORT / SEGSERVE_METRICS_PORT           (8081 / 8082)
+#   SEGSERVE_GRPC_PORTS    gRPC inference,management ports      (7070,7071; loopback only)
+#   SEGSERVE_WORKERS_LANGSAM / SEGSERVE_WORKERS_SAM2           workers per model (1 / 1)
+#   SAGEMAKER_BATCH, SAGEMAKER_MAX_PAYLOAD_IN_MB               batch transform: raise the request limit
+set -euo pipefail
+
+case "${1:-serve}" in
+  serve) ;;
+  *) exec "$@" ;;  # any other command runs as given (e.g. a shell for debugging)
+esac
+
+model_store="${SEGSERVE_MODEL_STORE:-/opt/ml/model}"
+base_config="${SEGSERVE_CONFIG:-/opt/segserve/config.properties}"
+plugins="${SEGSERVE_PLUGINS:-/opt/segserve/plugins}"
+run_dir="${SEGSERVE_RUN_DIR:-/tmp/segserve}"
+port="${SAGEMAKER_BIND_TO_PORT:-8080}"
+management_port="${SEGSERVE_MANAGEMENT_PORT:-8081}"
+metrics_port="${SEGSERVE_METRICS_PORT:-8082}"
+IFS=, read -r grpc_inference_port grpc_management_port <<< "${SEGSERVE_GRPC_PORTS:-7070,7071}"
+management="http://127.0.0.1:${management_port}"
+
+for needed in "$model_store/router" "$model_store/langsam" "$model_store/sam2" "$base_config" "$plugins"; do
+  [[ -e "$needed" ]] || { echo "entrypoint: $needed is missing" >&2; exit 1; }
+done
+mkdir -p "$run_dir"
+model_store="$(cd "$model_store" && pwd)"
+
+# Request limit: SageMaker real time allows 6 MB; a batch transform job tells us its own limit.
+max_request=6553600
+if [[ "${SAGEMAKER_BATCH:-false}" == "true" ]]; then
+  max_request=$(( ${SAGEMAKER_MAX_PAYLOAD_IN_MB:-6} * 1024 * 1024 + 65536 ))
+fi
+
+config="$run_dir/config.properties"
+{
+  cat "$base_config"
+  echo
+  echo "# --- appended by serving/entrypoint.sh ---"
+  echo "inference_address=http://0.0.0.0:${port}"
+  echo "management_address=${management}"
+  echo "metrics_address=http://127.0.0.1:${metrics_port}"
+  echo "grpc_inference_port=${grpc_inference_port}"
+  echo "grpc_management_port=${grpc_management_port}"
+  echo "model_store=${model_store}"
+  echo "plugins_path=${plugins}"
+  echo "max_request_size=${max_request}"
+  # New versions may be registered only from archives inside the model store.
+  echo "allowed_urls=^file://${model_store}/.*\$"
+} > "$config"
+
+# What the router and the /ping plugin need to know.
+export SEGSERVE_INFERENCE_URL="http://127.0.0.1:${port}"
+export SEGSERVE_MANAGEMENT_URL="$management"
+export SEGSERVE_REQUIRED_MODELS="router,langsam,sam2"
+# TorchServe writes its pid file to the temp dir and logs to ./logs: keep both in the run dir.
+export TMPDIR="$run_dir" TEMP="$run_dir"
+cd "$run_dir"
+
+cat <<INFO
+entrypoint: starting TorchServe (logs: $run_dir/logs)
+  inference   http://127.0.0.1:${port}/invocations   (POST; also /predictions/<model>)
+  readiness   http://127.0.0.1:${port}/ping          (503 until router, langsam and sam2 are loaded)
+  management  ${management}/models      (loopback only)
+  metrics     http://127.0.0.1:${metrics_port}/metrics     (Prometheus; loopback only)
+INFO
+setsid torchserve --start --foreground --ncs --ts-config "$config" --model-store "$model_store" &
+server=$!
+
+stop() {
+  echo "entrypoint: stopping TorchServe"
+  kill -TERM -- "-$server" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.5; done
+  kill -KILL -- "-$server" 2>/dev/null || true
+}
+trap 'stop; exit 143' TERM
+trap 'stop; exit 130' INT
+
+register() {
+  local name="$1" workers="$2"
+  until curl -sf -o /dev/null "$management/models"; do
+    kill -0 "$server" 2>/dev/null || return 1
+    sleep 0.5
+  done
+  curl -sf -X POST "$management/models?url=${name}&initial_workers=${workers}&synchronous=false" >/dev/null \
+    && echo "entrypoint: registered $name ($workers worker(s)); /ping turns 200 once it has loaded" \
+    || echo "entrypoint: registering $name failed" >&2
+}
+register langsam "${SEGSERVE_WORKERS_LANGSAM:-1}" &
+register sam2 "${SEGSERVE_WORKERS_SAM2:-1}" &
+
+wait "$server"

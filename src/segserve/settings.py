@@ -1,0 +1,72 @@
+"""Server-side settings of a model, from the `handler:` section of its model-config.yaml.
+
+Validated like a request (unknown keys are refused), so a typo in a deployment's config fails the
+worker's start with a clear message instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from segserve.errors import WeightsError
+from segserve.grounding_dino import DEFAULT_BOX_THRESHOLD, DEFAULT_MAX_DETECTIONS, DEFAULT_TEXT_THRESHOLD
+from segserve.image_fetch import FetchPolicy, read_s3_object
+from segserve.image_loading import ImageLoader
+from segserve.images import DEFAULT_MAX_PIXELS
+from segserve.invocation import DEFAULT_MAX_RESPONSE_BYTES
+from segserve.schemas import MAX_DETECTIONS_LIMIT
+
+
+class ModelSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    weights: str = "weights"  # the weights bundle folder, relative to the model's directory
+    device: str | None = None  # None: the GPU TorchServe assigned, else the CPU
+    compile: bool = False  # torch.compile the SAM2 image encoder (GPU; slow first request)
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
+    max_image_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    fetch_timeout_s: float = Field(10.0, gt=0)
+    max_response_bytes: int = Field(DEFAULT_MAX_RESPONSE_BYTES, gt=0)
+    # Lang-SAM defaults for requests that do not set them
+    box_threshold: float = Field(DEFAULT_BOX_THRESHOLD, ge=0, le=1)
+    text_threshold: float = Field(DEFAULT_TEXT_THRESHOLD, ge=0, le=1)
+    max_detections: int = Field(DEFAULT_MAX_DETECTIONS, ge=1, le=MAX_DETECTIONS_LIMIT)
+
+    @classmethod
+    def from_config(cls, section: dict | None) -> "ModelSettings":
+        try:
+            return cls.model_validate(section or {})
+        except ValidationError as exc:
+            raise WeightsError(f"invalid handler settings in model-config.yaml: {exc}") from None
+
+    def image_loader(self) -> ImageLoader:
+        policy = FetchPolicy(
+            max_bytes=self.max_image_bytes, total_timeout=self.fetch_timeout_s, s3_reader=_s3_reader()
+        )
+        return ImageLoader(policy, self.max_pixels)
+
+
+def _s3_reader():
+    """Reads s3:// URLs with the endpoint's role when boto3 (the "aws" extra) is installed."""
+    try:
+        import boto3
+    except ImportError:
+        return None
+    client = boto3.client("s3")
+    return lambda bucket, key, max_bytes: read_s3_object(bucket, key, max_bytes, client)
+
+
+class RouterSettings(BaseModel):
+    """The router's `handler:` section; the model addresses come from the entrypoint's environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    routes: dict[str, str] = {"langsam": "langsam", "sam2": "sam2"}  # action → model name
+    forward_timeout_s: float = Field(62.0, gt=0)  # a little over the models' 60 s response timeout
+
+    @classmethod
+    def from_config(cls, section: dict | None) -> "RouterSettings":
+        try:
+            return cls.model_validate(section or {})
+        except ValidationError as exc:
+            raise WeightsError(f"invalid router settings in model-config.yaml: {exc}") from None

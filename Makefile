@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml requirements/*.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip setuptools wheel
-	$(PIP) install --quiet -r requirements/torch.txt
-	$(PIP) install --quiet -r requirements/runtime.txt -r requirements/test.txt
+	$(PIP) install --quiet -r requirements/torch.txt -c requirements/constraints.txt
+	$(PIP) install --quiet -r requirements/runtime.txt -r requirements/test.txt -c requirements/constraints.txt
 	SAM2_BUILD_CUDA=0 $(PIP) install --quiet --no-build-isolation --no-deps --require-hashes -r requirements/sam2.txt
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)

@@ -3,7 +3,7 @@
 from segserve.invocation import Invoker
 from segserve.langsam_pipeline import LangSamPipeline
 from segserve.services import LangSamService
-from torchserve_io import runtime_for, serve_batch, settings, weights_bundle
+from torchserve_io import model_info, runtime_for, serve_batch, settings, weights_bundle
 
 
 class LangSamHandler:
@@ -14,7 +14,7 @@ class LangSamHandler:
         pipeline = LangSamPipeline.from_bundle(bundle, runtime, config.compile)
         defaults = config.model_dump(include={"box_threshold", "text_threshold", "max_detections"})
         service = LangSamService(pipeline, config.image_loader(), defaults)
-        self.invoke = Invoker([service], runtime, config.max_response_bytes)
+        self.invoke = Invoker([service], runtime, config.max_response_bytes, model_info(context))
 
     def handle(self, data, context):
         return serve_batch(data, context, self.invoke)

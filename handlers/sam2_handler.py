@@ -3,7 +3,7 @@
 from segserve.invocation import Invoker
 from segserve.sam2_pipeline import Sam2Pipeline
 from segserve.services import Sam2Service
-from torchserve_io import runtime_for, serve_batch, settings, weights_bundle
+from torchserve_io import model_info, runtime_for, serve_batch, settings, weights_bundle
 
 
 class Sam2Handler:
@@ -12,7 +12,8 @@ class Sam2Handler:
         runtime = runtime_for(context, config)
         bundle = weights_bundle(context, config)
         pipeline = Sam2Pipeline.from_checkpoint(bundle.sam2_checkpoint, bundle.sam2_config, runtime, config.compile)
-        self.invoke = Invoker([Sam2Service(pipeline, config.image_loader())], runtime, config.max_response_bytes)
+        service = Sam2Service(pipeline, config.image_loader())
+        self.invoke = Invoker([service], runtime, config.max_response_bytes, model_info(context))
 
     def handle(self, data, context):
         return serve_batch(data, context, self.invoke)

@@ -39,6 +39,11 @@ def weights_bundle(context, model_settings: ModelSettings) -> WeightsBundle:
     return WeightsBundle.load(model_dir / model_settings.weights)
 
 
+def model_info(context) -> dict:
+    """The serving model's name and version, echoed in answers (routing follows the default version)."""
+    return {"name": context.model_name, "version": context.manifest.get("model", {}).get("modelVersion")}
+
+
 def serve_batch(data: list, context, invoke) -> list[bytes]:
     """Answer each request of a TorchServe batch on its own: one bad request never fails the others."""
     replies = []

@@ -46,11 +46,11 @@ def _link(source, target):
     return Path(target)
 
 
-def inputs_digest(model: str, weights_dir: Path, version: str) -> str:
+def inputs_digest(model: str, weights_dir: Path, config_dir: Path, version: str) -> str:
     """What a build depends on: handler code, model config, the weights manifest and version."""
     digest = hashlib.sha256(version.encode())
     files = [REPO / "handlers" / f"{model}_handler.py", REPO / "handlers" / "torchserve_io.py",
-             REPO / "serving" / "model-config" / f"{model}.yaml"]
+             config_dir / f"{model}.yaml"]
     if model != "router":
         files.append(weights_dir / "manifest.json")
         digest.update(str(weights_dir.resolve()).encode())
@@ -59,11 +59,13 @@ def inputs_digest(model: str, weights_dir: Path, version: str) -> str:
     return digest.hexdigest()
 
 
-def build(model: str, weights_dir: Path, model_store: Path, version: str, force: bool) -> bool:
-    """Archive one model; False if it was up to date."""
-    digest = inputs_digest(model, weights_dir, version)
+def build(
+    model: str, weights_dir: Path, model_store: Path, config_dir: Path, version: str, force: bool, mar: bool = False
+) -> bool:
+    """Archive one model as a folder (or a .mar file, for registering new versions); False if up to date."""
+    digest = inputs_digest(model, weights_dir, config_dir, version)
     stamp = model_store / model / STAMP
-    if not force and stamp.is_file() and json.loads(stamp.read_text()).get("inputs") == digest:
+    if not mar and not force and stamp.is_file() and json.loads(stamp.read_text()).get("inputs") == digest:
         return False
     stage = REPO / "build" / "stage" / model
     shutil.rmtree(stage, ignore_errors=True)
@@ -72,18 +74,20 @@ def build(model: str, weights_dir: Path, model_store: Path, version: str, force:
     if model != "router":
         stage_weights(model, WeightsBundle.load(weights_dir), stage)
         extra.append(str(stage))
-    shutil.rmtree(model_store / model, ignore_errors=True)
+    if not mar:
+        shutil.rmtree(model_store / model, ignore_errors=True)
     subprocess.run(
         [
             str(Path(sys.executable).parent / "torch-model-archiver"), "--model-name", model, "--version", version,
             "--handler", str(REPO / "handlers" / f"{model}_handler.py"), "--extra-files", ",".join(extra),
-            "--config-file", str(REPO / "serving" / "model-config" / f"{model}.yaml"),
-            "--archive-format", "no-archive", "--export-path", str(model_store), "--force",
+            "--config-file", str(config_dir / f"{model}.yaml"),
+            "--archive-format", "default" if mar else "no-archive", "--export-path", str(model_store), "--force",
         ],
         check=True,
     )
     shutil.rmtree(stage)
-    stamp.write_text(json.dumps({"inputs": digest, "weights": str(weights_dir)}) + "\n")
+    if not mar:
+        stamp.write_text(json.dumps({"inputs": digest, "weights": str(weights_dir)}) + "\n")
     return True
 
 
@@ -92,8 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, required=True, help="a weights bundle folder, e.g. weights/tiny")
     parser.add_argument("--model-store", type=Path, default=Path("model_store"), help="default: model_store")
     parser.add_argument("--version", default="1.0", help="model version written into each archive")
+    parser.add_argument("--model-config", type=Path, default=REPO / "serving" / "model-config",
+                        help="folder of <model>.yaml files (default: serving/model-config)")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
     parser.add_argument("--force", action="store_true", help="rebuild even when nothing changed")
+    parser.add_argument("--mar", action="store_true",
+                        help="write <model>.mar files instead of folders: a new version to register through "
+                             "the management API (TorchServe unpacks it once, at registration)")
     args = parser.parse_args(argv)
     args.model_store.mkdir(parents=True, exist_ok=True)
     WeightsBundle.load(args.weights)  # fail before building anything if the weights are not there
@@ -101,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     for model in tqdm(args.models.split(","), desc="archiving", unit="model"):
         if model not in MODELS:
             parser.error(f"unknown model {model!r}")
-        if build(model, args.weights, args.model_store, args.version, args.force):
+        if build(model, args.weights, args.model_store, args.model_config, args.version, args.force, args.mar):
             built.append(model)
     print(f"model store {args.model_store}: built {', '.join(built) or 'nothing (up to date)'}")
     return 0

@@ -99,10 +99,17 @@ def error_body(error: ServiceError, request_id: str | None) -> bytes:
 class Invoker:
     """Runs one request against this worker's services and always returns a Reply."""
 
-    def __init__(self, services: list[Service], runtime: Runtime, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES):
+    def __init__(
+        self,
+        services: list[Service],
+        runtime: Runtime,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        model: dict | None = None,  # {"name", "version"} of the serving model, echoed in every answer
+    ):
         self.services = {service.action: service for service in services}
         self.runtime = runtime
         self.max_response_bytes = max_response_bytes
+        self.model = model
 
     def __call__(self, body: bytes, content_type: str | None, headers: Mapping[str, str], request_id: str | None = None) -> Reply:
         started = time.perf_counter()
@@ -140,7 +147,8 @@ class Invoker:
 
     def _run(self, request, raw_image: bytes | None, started: float) -> tuple[bytes, dict[str, float]]:
         if isinstance(request, PingRequest):
-            return dump_json({"action": "ping", "status": "ready", "actions": sorted(self.services)}), {}
+            ping = {"action": "ping", "status": "ready", "actions": sorted(self.services), "model": self.model}
+            return dump_json(ping), {}
         service = self.services.get(request.action)
         if service is None:
             raise InvalidRequest(
@@ -152,4 +160,6 @@ class Invoker:
         timings = {name: round(ms, 2) for name, ms in timer.stages.items()}
         timings["total"] = round((time.perf_counter() - started) * 1000.0, 2)
         response["timings_ms"] = timings
+        if self.model:
+            response["model"] = self.model
         return dump_json(response), timings

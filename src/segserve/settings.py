@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from segserve.errors import WeightsError
 from segserve.grounding_dino import DEFAULT_BOX_THRESHOLD, DEFAULT_MAX_DETECTIONS, DEFAULT_TEXT_THRESHOLD
-from segserve.image_fetch import FetchPolicy, read_s3_object
+from segserve.image_fetch import FetchPolicy, is_public_address, read_s3_object
 from segserve.image_loading import ImageLoader
 from segserve.images import DEFAULT_MAX_PIXELS
 from segserve.invocation import DEFAULT_MAX_RESPONSE_BYTES
@@ -26,6 +26,9 @@ class ModelSettings(BaseModel):
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
     max_image_bytes: int = Field(20 * 1024 * 1024, gt=0)
     fetch_timeout_s: float = Field(10.0, gt=0)
+    # Let image_url reach private and loopback addresses (an image server inside your VPC). The instance
+    # metadata service (link-local) stays refused even then. Off by default: SSRF.
+    allow_private_image_urls: bool = False
     max_response_bytes: int = Field(DEFAULT_MAX_RESPONSE_BYTES, gt=0)
     # Lang-SAM defaults for requests that do not set them
     box_threshold: float = Field(DEFAULT_BOX_THRESHOLD, ge=0, le=1)
@@ -41,9 +44,14 @@ class ModelSettings(BaseModel):
 
     def image_loader(self) -> ImageLoader:
         policy = FetchPolicy(
-            max_bytes=self.max_image_bytes, total_timeout=self.fetch_timeout_s, s3_reader=_s3_reader()
+            max_bytes=self.max_image_bytes, total_timeout=self.fetch_timeout_s, s3_reader=_s3_reader(),
+            allow_address=_not_link_local if self.allow_private_image_urls else is_public_address,
         )
         return ImageLoader(policy, self.max_pixels)
+
+
+def _not_link_local(ip) -> bool:
+    return not (ip.is_link_local or ip.is_multicast or ip.is_unspecified)
 
 
 def _s3_reader():

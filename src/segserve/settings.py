@@ -17,9 +17,18 @@ from segserve.invocation import DEFAULT_MAX_RESPONSE_BYTES
 from segserve.schemas import MAX_DETECTIONS_LIMIT
 
 
-class ModelSettings(BaseModel):
+class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @classmethod
+    def from_config(cls, section: dict | None):
+        try:
+            return cls.model_validate(section or {})
+        except ValidationError as exc:
+            raise WeightsError(f"invalid handler section in model-config.yaml: {exc}") from None
+
+
+class ModelSettings(_Settings):
     weights: str = "weights"  # the weights bundle folder, relative to the model's directory
     device: str | None = None  # None: the GPU TorchServe assigned, else the CPU
     compile: bool = False  # torch.compile the SAM2 image encoder (GPU; slow first request)
@@ -34,13 +43,6 @@ class ModelSettings(BaseModel):
     box_threshold: float = Field(DEFAULT_BOX_THRESHOLD, ge=0, le=1)
     text_threshold: float = Field(DEFAULT_TEXT_THRESHOLD, ge=0, le=1)
     max_detections: int = Field(DEFAULT_MAX_DETECTIONS, ge=1, le=MAX_DETECTIONS_LIMIT)
-
-    @classmethod
-    def from_config(cls, section: dict | None) -> "ModelSettings":
-        try:
-            return cls.model_validate(section or {})
-        except ValidationError as exc:
-            raise WeightsError(f"invalid handler settings in model-config.yaml: {exc}") from None
 
     def image_loader(self) -> ImageLoader:
         policy = FetchPolicy(
@@ -64,17 +66,8 @@ def _s3_reader():
     return lambda bucket, key, max_bytes: read_s3_object(bucket, key, max_bytes, client)
 
 
-class RouterSettings(BaseModel):
+class RouterSettings(_Settings):
     """The router's `handler:` section; the model addresses come from the entrypoint's environment."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     routes: dict[str, str] = {"langsam": "langsam", "sam2": "sam2"}  # action → model name
     forward_timeout_s: float = Field(62.0, gt=0)  # a little over the models' 60 s response timeout
-
-    @classmethod
-    def from_config(cls, section: dict | None) -> "RouterSettings":
-        try:
-            return cls.model_validate(section or {})
-        except ValidationError as exc:
-            raise WeightsError(f"invalid router settings in model-config.yaml: {exc}") from None

@@ -1,0 +1,115 @@
+"""The router without TorchServe: what it forwards where, batches, readiness, and TorchServe's errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from segserve.loopback import Response
+from segserve.routing import Router
+
+READY = [{"workers": [{"status": "READY"}]}]
+
+
+class FakeModels:
+    def __init__(self, replies=None, descriptions=None):
+        self.calls = []
+        self.replies = replies or {}
+        self.descriptions = descriptions if descriptions is not None else {"router": READY, "langsam": READY,
+                                                                            "sam2": READY}
+
+    def forward(self, model, body, headers):
+        self.calls.append((model, body, headers))
+        reply = self.replies.get(model, Response(200, "application/json", b'{"action": "%s"}' % model.encode()))
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def router(self):
+        return Router(self.forward, self.descriptions.get, {"langsam": "langsam", "sam2": "sam2"})
+
+
+def call(router, body, content_type="application/json", headers=None):
+    reply = router(body, content_type, headers or {}, "rid")
+    return reply.status, reply.body, reply.content_type
+
+
+def test_json_goes_to_the_action_model_unchanged():
+    models = FakeModels()
+    body = b'{"action": "sam2", "image": "abc", "x": 1,  "y": 2}'
+    status, reply, _ = call(models.router(), body, "application/json; charset=utf-8")
+    assert status == 200 and reply == b'{"action": "sam2"}'
+    assert models.calls == [("sam2", body, {"Content-Type": "application/json"})]
+
+
+def test_raw_images_go_by_the_custom_attributes_action():
+    models = FakeModels()
+    attributes = "action=langsam;text_prompt=black jeans"
+    status, _, _ = call(models.router(), b"\xff\xd8jpeg", "image/jpeg",
+                        {"x-amzn-sagemaker-custom-attributes": attributes})
+    assert status == 200
+    model, body, headers = models.calls[0]
+    assert model == "langsam" and body == b"\xff\xd8jpeg"
+    assert headers == {"Content-Type": "image/jpeg", "X-Amzn-SageMaker-Custom-Attributes": attributes}
+
+
+@pytest.mark.parametrize(
+    "body, content_type, status",
+    [(b'{"action": "segment"}', "application/json", 400), (b'{"image": "x"}', "application/json", 400),
+     (b"{oops", "application/json", 400), (b"a,b", "text/csv", 415), (b"\xff\xd8", "image/jpeg", 400)],
+)
+def test_requests_that_cannot_be_routed(body, content_type, status):
+    models = FakeModels()
+    got, reply, _ = call(models.router(), body, content_type)
+    assert got == status and "error" in json.loads(reply) and models.calls == []
+
+
+def test_ping_reports_each_model():
+    status, body, _ = call(FakeModels().router(), b'{"action": "ping"}')
+    assert status == 200
+    assert json.loads(body)["models"]["sam2"] == {"registered": True, "workers": 1, "ready_workers": 1}
+
+
+def test_ping_is_503_while_a_model_has_no_ready_worker():
+    models = FakeModels(descriptions={"router": READY, "langsam": [{"workers": [{"status": "UNLOADING"}]}]})
+    status, body, _ = call(models.router(), b'{"action": "ping"}')
+    models_state = json.loads(body)["models"]
+    assert status == 503 and models_state["sam2"]["registered"] is False
+    assert models_state["langsam"] == {"registered": True, "workers": 1, "ready_workers": 0}
+
+
+def test_a_batch_answers_one_line_per_record_in_order():
+    models = FakeModels(replies={"langsam": Response(400, "application/json", b'{"error": {"code": "x", "message": "m"}}')})
+    lines = [b'{"action": "sam2", "x": 1}', b"", b"not json", b'{"action": "langsam"}', b'{"action": "ping"}',
+             b'{"action": "nope"}']
+    status, body, content_type = call(models.router(), b"\n".join(lines) + b"\n", "application/jsonlines")
+    assert status == 200 and content_type == "application/jsonlines"
+    out = [json.loads(line) for line in body.splitlines()]
+    assert len(out) == 5  # the blank line is not a record
+    assert out[0] == {"action": "sam2"}
+    assert out[1]["error"]["status"] == 400 and "line 3" in out[1]["error"]["message"]
+    assert out[2]["error"] == {"code": "x", "message": "m", "status": 400}
+    assert out[3]["action"] == "ping"
+    assert out[4]["error"]["field"] == "action"
+
+
+@pytest.mark.parametrize("ts_status, status", [(404, 503), (503, 503), (507, 507), (413, 413), (500, 500)])
+def test_torchserve_errors_come_back_in_our_shape(ts_status, status):
+    ts_body = b'{"code": %d, "type": "ModelNotFoundException", "message": "Model not found"}' % ts_status
+    models = FakeModels(replies={"sam2": Response(ts_status, "application/json", ts_body)})
+    got, body, _ = call(models.router(), b'{"action": "sam2"}')
+    error = json.loads(body)["error"]
+    assert got == status and "sam2" in error["message"] and error["request_id"] == "rid"
+
+
+def test_a_model_that_does_not_answer_is_503():
+    models = FakeModels(replies={"sam2": ConnectionRefusedError()})
+    status, body, _ = call(models.router(), b'{"action": "sam2"}')
+    assert status == 503 and json.loads(body)["error"]["code"] == "not_ready"
+
+
+def test_model_errors_pass_through_unchanged():
+    error = b'{"error": {"code": "invalid_image", "message": "corrupt", "field": "image"}}'
+    models = FakeModels(replies={"sam2": Response(400, "application/json", error)})
+    assert call(models.router(), b'{"action": "sam2"}')[:2] == (400, error)

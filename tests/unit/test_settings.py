@@ -1,0 +1,39 @@
+"""Model-config handler sections are validated, and the image_url policy follows them."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+import yaml
+
+from segserve.errors import WeightsError
+from segserve.settings import ModelSettings, RouterSettings
+
+METADATA = ipaddress.ip_address("169.254.169.254")
+LOOPBACK = ipaddress.ip_address("127.0.0.1")
+
+
+@pytest.mark.parametrize("model", ["langsam", "sam2"])
+def test_the_shipped_model_configs_are_valid(model):
+    with open(f"serving/model-config/{model}.yaml") as config:
+        ModelSettings.from_config(yaml.safe_load(config)["handler"])
+
+
+def test_the_shipped_router_config_is_valid():
+    with open("serving/model-config/router.yaml") as config:
+        assert RouterSettings.from_config(yaml.safe_load(config)["handler"]).routes == {"langsam": "langsam",
+                                                                                         "sam2": "sam2"}
+
+
+@pytest.mark.parametrize("section", [{"box_treshold": 0.3}, {"box_threshold": 3}, {"max_detections": 0}])
+def test_a_typo_or_bad_value_fails_the_start(section):
+    with pytest.raises(WeightsError, match="model-config.yaml"):
+        ModelSettings.from_config(section)
+
+
+def test_private_image_urls_are_refused_by_default_and_metadata_always():
+    strict = ModelSettings().image_loader().fetch_policy
+    relaxed = ModelSettings(allow_private_image_urls=True).image_loader().fetch_policy
+    assert not strict.allow_address(LOOPBACK) and not strict.allow_address(METADATA)
+    assert relaxed.allow_address(LOOPBACK) and not relaxed.allow_address(METADATA)

@@ -16,7 +16,8 @@ class RouterHandler:
             os.environ.get("SEGSERVE_INFERENCE_URL", "http://127.0.0.1:8080"), config.forward_timeout_s
         )
         self.management = LoopbackClient(os.environ.get("SEGSERVE_MANAGEMENT_URL", "http://127.0.0.1:8081"), 5.0)
-        self.route = Router(self._forward, self._describe, config.routes)
+        max_response = int(os.environ.get("SEGSERVE_MAX_RESPONSE_BYTES", "6553600"))
+        self.route = Router(self._forward, self._describe, config.routes, max_response)
 
     def handle(self, data, context):
         return serve_batch(data, context, self.route)

@@ -39,10 +39,12 @@ mkdir -p "$run_dir"
 model_store="$(cd "$model_store" && pwd)"
 
 # Request limit: SageMaker real time allows 6 MB; a batch transform job tells us its own limit.
+# A batch job's response (one line per record) may be as large as its request.
 max_request=6553600
 if [[ "${SAGEMAKER_BATCH:-false}" == "true" ]]; then
   max_request=$(( ${SAGEMAKER_MAX_PAYLOAD_IN_MB:-6} * 1024 * 1024 + 65536 ))
 fi
+max_response=$max_request
 
 config="$run_dir/config.properties"
 {
@@ -57,6 +59,7 @@ config="$run_dir/config.properties"
   echo "model_store=${model_store}"
   echo "plugins_path=${plugins}"
   echo "max_request_size=${max_request}"
+  echo "max_response_size=${max_response}"
   # New versions may be registered only from archives inside the model store.
   echo "allowed_urls=^file://${model_store}/.*\$"
 } > "$config"
@@ -65,6 +68,8 @@ config="$run_dir/config.properties"
 export SEGSERVE_INFERENCE_URL="http://127.0.0.1:${port}"
 export SEGSERVE_MANAGEMENT_URL="$management"
 export SEGSERVE_REQUIRED_MODELS="router,langsam,sam2"
+# A reply over max_response_size crashes the worker: the router refuses to build one.
+export SEGSERVE_MAX_RESPONSE_BYTES="$max_response"
 # TorchServe writes its pid file to the temp dir and logs to ./logs: keep both in the run dir.
 export TMPDIR="$run_dir" TEMP="$run_dir"
 cd "$run_dir"

@@ -16,13 +16,15 @@ from segserve.errors import (
     InvalidRequest, NotReady, OutOfMemory, PayloadTooLarge, ServiceError, UnsupportedMediaType,
 )
 from segserve.invocation import (
-    CUSTOM_ATTRIBUTES, IMAGE_TYPES, JSON, JSON_LINES, Reply, decode_json, dump_json, error_body, header,
-    media_type, parse_custom_attributes,
+    CUSTOM_ATTRIBUTES, DEFAULT_MAX_RESPONSE_BYTES, IMAGE_TYPES, JSON, JSON_LINES, Reply, decode_json, dump_json,
+    error_body, header, media_type, parse_custom_attributes,
 )
 from segserve.loopback import Response
 from segserve.schemas import ACTIONS
 
 log = logging.getLogger(__name__)
+
+_ERROR_LINE_ROOM = 320  # bytes kept free per record for a "not answered" error line
 
 # (model name, body, headers) → the model's response
 Forward = Callable[[str, bytes, dict], Response]
@@ -31,10 +33,14 @@ Describe = Callable[[str], list | None]
 
 
 class Router:
-    def __init__(self, forward: Forward, describe: Describe, routes: Mapping[str, str]):
+    def __init__(
+        self, forward: Forward, describe: Describe, routes: Mapping[str, str],
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ):
         self.forward = forward
         self.describe = describe
         self.routes = dict(routes)  # action → model name
+        self.max_response_bytes = max_response_bytes
 
     def __call__(self, body: bytes, content_type: str | None, headers: Mapping[str, str], request_id: str | None = None) -> Reply:
         media = media_type(content_type)
@@ -88,21 +94,36 @@ class Router:
         return Reply(response.status, response.body, response.content_type or JSON)
 
     def _batch(self, body: bytes) -> bytes:
-        """One JSON line out per record in, same order; a bad record gets an error object, never a failed batch."""
-        lines = []
-        for number, line in enumerate(body.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                payload = json.loads(line)
-                action = payload.get("action") if isinstance(payload, dict) else None
-                reply = self.readiness() if action == "ping" else self._to_model(action, line, {"Content-Type": JSON})
-            except ValueError as exc:
-                reply = Reply(400, error_body(InvalidRequest(f"line {number} is not valid JSON: {exc}"), None))
-            except ServiceError as error:
-                reply = Reply(error.status, error_body(error, None))
-            lines.append(_batch_line(reply))
+        """One JSON line out per record in, same order; a bad record gets an error object, never a failed batch.
+
+        Over max_response_bytes TorchServe would kill the worker, so each record keeps room for an error
+        line, and once the answers fill the rest, the remaining records get a 413 error line instead.
+        """
+        records = [(number, line) for number, line in enumerate(body.splitlines(), start=1) if line.strip()]
+        budget = self.max_response_bytes - _ERROR_LINE_ROOM * len(records)
+        lines, used = [], 0
+        for number, line in records:
+            answer = self._record(number, line) if used < budget else None
+            if answer is None or used + len(answer) > budget:
+                used = budget  # full: the records after this one are not run either
+                answer = _batch_line(Reply(413, error_body(PayloadTooLarge(
+                    f"line {number} not answered: the batch answer would pass {self.max_response_bytes:,} bytes; "
+                    "send fewer records per request"), None)))
+            else:
+                used += len(answer) + 1
+            lines.append(answer)
         return b"\n".join(lines) + b"\n"
+
+    def _record(self, number: int, line: bytes) -> bytes:
+        try:
+            payload = json.loads(line)
+            action = payload.get("action") if isinstance(payload, dict) else None
+            reply = self.readiness() if action == "ping" else self._to_model(action, line, {"Content-Type": JSON})
+        except ValueError as exc:
+            reply = Reply(400, error_body(InvalidRequest(f"line {number} is not valid JSON: {exc}"), None))
+        except ServiceError as error:
+            reply = Reply(error.status, error_body(error, None))
+        return _batch_line(reply)
 
 
 def _batch_line(reply: Reply) -> bytes:

@@ -113,3 +113,15 @@ def test_model_errors_pass_through_unchanged():
     error = b'{"error": {"code": "invalid_image", "message": "corrupt", "field": "image"}}'
     models = FakeModels(replies={"sam2": Response(400, "application/json", error)})
     assert call(models.router(), b'{"action": "sam2"}')[:2] == (400, error)
+
+
+def test_a_batch_never_answers_more_than_the_response_limit():
+    big = Response(200, "application/json", b'{"action": "sam2", "pad": "' + b"x" * 3000 + b'"}')
+    models = FakeModels(replies={"sam2": big})
+    router = Router(models.forward, models.descriptions.get, {"sam2": "sam2"}, max_response_bytes=10_000)
+    body = b"\n".join([b'{"action": "sam2"}'] * 6)
+    status, reply, _ = call(router, body, "application/jsonlines")
+    out = [json.loads(line) for line in reply.splitlines()]
+    assert status == 200 and len(reply) <= 10_000 and len(out) == 6
+    assert out[0]["action"] == "sam2" and out[-1]["error"]["status"] == 413
+    assert len(models.calls) < 6  # records past the limit are not run

@@ -35,6 +35,12 @@ class InvalidImage(InvalidRequest):
     code = "invalid_image"
 
 
+class ImageFetchFailed(InvalidRequest):
+    """image_url's origin was unreachable, too slow or failed: still the client's to fix (they chose the URL)."""
+
+    code = "image_fetch_failed"
+
+
 class NotFound(ServiceError):
     status = 404
     code = "not_found"

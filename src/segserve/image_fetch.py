@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple
 from urllib.parse import SplitResult, urljoin, urlsplit
 
-from segserve.errors import InvalidRequest, PayloadTooLarge
+from segserve.errors import ImageFetchFailed, InvalidRequest, PayloadTooLarge
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -41,12 +41,6 @@ _HOSTNAME = re.compile(r"[a-z0-9_.-]+")  # a DNS name after IDNA encoding
 _REQUEST_TARGET = re.compile(r"[\x21-\x7e]+")  # printable ASCII: http.client refuses the rest; we won't guess
 _NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
 _S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-
-
-class ImageFetchFailed(InvalidRequest):
-    """The origin was unreachable, too slow or failed: still the client's to fix, as they chose the URL."""
-
-    code = "image_fetch_failed"
 
 
 def is_public_address(ip: IPAddress) -> bool:

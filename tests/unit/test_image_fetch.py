@@ -19,7 +19,8 @@ import pytest
 
 from segserve import image_fetch
 from segserve.errors import InvalidRequest, PayloadTooLarge
-from segserve.image_fetch import DEFAULT_POLICY, FetchPolicy, ImageFetchFailed, fetch_image_bytes, is_public_address
+from segserve.errors import ImageFetchFailed
+from segserve.image_fetch import DEFAULT_POLICY, FetchPolicy, fetch_image_bytes, is_public_address
 
 CAP = 1000
 BUDGET = 1.0

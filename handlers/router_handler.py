@@ -16,8 +16,13 @@ class RouterHandler:
             os.environ.get("SEGSERVE_INFERENCE_URL", "http://127.0.0.1:8080"), config.forward_timeout_s
         )
         self.management = LoopbackClient(os.environ.get("SEGSERVE_MANAGEMENT_URL", "http://127.0.0.1:8081"), 5.0)
-        max_response = int(os.environ.get("SEGSERVE_MAX_RESPONSE_BYTES", "6553600"))
-        self.route = Router(self._forward, self._describe, config.routes, max_response)
+        self.route = Router(
+            self._forward, self._describe, config.routes,
+            max_response_bytes=int(os.environ.get("SEGSERVE_MAX_RESPONSE_BYTES", "6553600")),
+            # A batch must be answered a little before TorchServe's timeout for the router would kill it.
+            batch_seconds=float(os.environ.get("SEGSERVE_ROUTER_TIMEOUT_S", "65")) - 5.0,
+            default_attributes=os.environ.get("SEGSERVE_DEFAULT_ATTRIBUTES"),
+        )
 
     def handle(self, data, context):
         return serve_batch(data, context, self.route)

@@ -7,7 +7,7 @@ classes live in their own files and import these.
 from __future__ import annotations
 
 import json
-import logging
+from http import HTTPStatus
 from pathlib import Path
 
 import torch
@@ -16,9 +16,6 @@ from segserve.invocation import Reply
 from segserve.runtime import Runtime
 from segserve.settings import ModelSettings
 from segserve.weights.bundle import WeightsBundle
-
-log = logging.getLogger(__name__)
-
 
 def settings(context) -> ModelSettings:
     return ModelSettings.from_config((getattr(context, "model_yaml_config", None) or {}).get("handler"))
@@ -68,7 +65,7 @@ def _request_parts(row: dict, context, idx: int) -> tuple[bytes, str | None, dic
 
 
 def _respond(context, idx: int, reply: Reply) -> bytes:
-    context.set_response_status(reply.status, "", idx)  # TorchServe: index LAST here...
+    context.set_response_status(reply.status, HTTPStatus(reply.status).phrase, idx)  # TorchServe: index LAST here...
     context.set_response_content_type(idx, reply.content_type)  # ...and FIRST here
     for stage, ms in reply.timings.items():
         context.metrics.add_time("SegmentationStageTime", ms, None, "ms", dimensions=_dimensions(context, stage))

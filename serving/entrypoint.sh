@@ -15,6 +15,9 @@
 #   SEGSERVE_GRPC_PORTS    gRPC inference,management ports      (7070,7071; loopback only)
 #   SEGSERVE_WORKERS_LANGSAM / SEGSERVE_WORKERS_SAM2           workers per model (1 / 1)
 #   SAGEMAKER_BATCH, SAGEMAKER_MAX_PAYLOAD_IN_MB               batch transform: raise the request limit
+#   SEGSERVE_BATCH_TIMEOUT_S   the router's timeout in batch mode (600; match InvocationsTimeoutInSeconds)
+#   SEGSERVE_DEFAULT_ATTRIBUTES  custom attributes for raw images sent without any (batch transform over a
+#                                bucket cannot set them), e.g. "action=langsam;text_prompt=person"
 set -euo pipefail
 
 case "${1:-serve}" in
@@ -36,13 +39,20 @@ for needed in "$model_store/router" "$model_store/langsam" "$model_store/sam2" "
   [[ -e "$needed" ]] || { echo "entrypoint: $needed is missing" >&2; exit 1; }
 done
 mkdir -p "$run_dir"
+# Absolute paths: TorchServe runs from the run dir.
 model_store="$(cd "$model_store" && pwd)"
+plugins="$(cd "$plugins" && pwd)"
+base_config="$(cd "$(dirname "$base_config")" && pwd)/$(basename "$base_config")"
 
 # Request limit: SageMaker real time allows 6 MB; a batch transform job tells us its own limit.
-# A batch job's response (one line per record) may be as large as its request.
+# A batch job's response (one line per record) may be as large as its request, and a multi-record
+# request takes as long as its records: the router's timeout (default_response_timeout; the models keep
+# their 60 s per record) follows SEGSERVE_BATCH_TIMEOUT_S, to match the job's InvocationsTimeoutInSeconds.
 max_request=6553600
+router_timeout=65
 if [[ "${SAGEMAKER_BATCH:-false}" == "true" ]]; then
   max_request=$(( ${SAGEMAKER_MAX_PAYLOAD_IN_MB:-6} * 1024 * 1024 + 65536 ))
+  router_timeout="${SEGSERVE_BATCH_TIMEOUT_S:-600}"
 fi
 max_response=$max_request
 
@@ -60,6 +70,7 @@ config="$run_dir/config.properties"
   echo "plugins_path=${plugins}"
   echo "max_request_size=${max_request}"
   echo "max_response_size=${max_response}"
+  echo "default_response_timeout=${router_timeout}"
   # New versions may be registered only from archives inside the model store.
   echo "allowed_urls=^file://${model_store}/.*\$"
 } > "$config"
@@ -70,6 +81,8 @@ export SEGSERVE_MANAGEMENT_URL="$management"
 export SEGSERVE_REQUIRED_MODELS="router,langsam,sam2"
 # A reply over max_response_size crashes the worker: the router refuses to build one.
 export SEGSERVE_MAX_RESPONSE_BYTES="$max_response"
+# ...and starts no batch record it could not finish before its own timeout.
+export SEGSERVE_ROUTER_TIMEOUT_S="$router_timeout"
 # TorchServe writes its pid file to the temp dir and logs to ./logs: keep both in the run dir.
 export TMPDIR="$run_dir" TEMP="$run_dir"
 cd "$run_dir"
@@ -85,10 +98,16 @@ setsid torchserve --start --foreground --ncs --ts-config "$config" --model-store
 server=$!
 
 stop() {
+  # `torchserve --stop` sends SIGTERM to Java alone, whose shutdown hook stops the workers; killing the
+  # whole group at once would SIGKILL-race that. The group kill is the fallback for a hung server.
   echo "entrypoint: stopping TorchServe"
-  kill -TERM -- "-$server" 2>/dev/null || true
+  timeout 25 torchserve --stop >/dev/null 2>&1 || true
   for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.5; done
-  kill -KILL -- "-$server" 2>/dev/null || true
+  if kill -0 -- "-$server" 2>/dev/null; then
+    kill -TERM -- "-$server" 2>/dev/null || true
+    sleep 1
+    kill -KILL -- "-$server" 2>/dev/null || true
+  fi
 }
 trap 'stop; exit 143' TERM
 trap 'stop; exit 130' INT

@@ -70,3 +70,8 @@ class WeightsError(ServiceError):
 class OutOfMemory(ServiceError):
     status = 507
     code = "out_of_memory"
+
+
+class TimedOut(ServiceError):
+    status = 504
+    code = "timed_out"

@@ -36,6 +36,7 @@ _READ_SIZE = 64 * 1024
 # identity: we never decompress, so there are no compression bombs. close: one request per connection.
 _HEADERS = {"Accept": "image/*", "Accept-Encoding": "identity", "Connection": "close", "User-Agent": "segserve"}
 _SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT, not routable on the internet
+_IMDS_V6 = ipaddress.ip_address("fd00:ec2::254")  # the instance metadata service on Nitro instances, over IPv6
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # IPv6-only subnets (AWS DNS64) reach IPv4 hosts through this prefix
 _HOSTNAME = re.compile(r"[a-z0-9_.-]+")  # a DNS name after IDNA encoding
 _REQUEST_TARGET = re.compile(r"[\x21-\x7e]+")  # printable ASCII: http.client refuses the rest; we won't guess
@@ -43,17 +44,33 @@ _NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
 _S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
+def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, 6to4, NAT64), which is where packets really go."""
+    if ip.version != 6:
+        return None
+    embedded = ip.ipv4_mapped or ip.sixtofour
+    if embedded is None and ip in _NAT64:
+        embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return embedded
+
+
 def is_public_address(ip: IPAddress) -> bool:
     """True only for globally routable unicast addresses; IPv6 forms that embed an IPv4 address are judged by it."""
-    if ip.version == 6:
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:
-            return is_public_address(embedded)
+    embedded = _embedded_ipv4(ip)
+    if embedded is not None:
+        return is_public_address(embedded)
     # is_global alone passes multicast, and its ranges have shifted between Python releases: be explicit.
     return ip.is_global and not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
                                  or ip.is_reserved or ip.is_unspecified or ip in _SHARED_ADDRESS_SPACE)
+
+
+def is_unicast_outside_metadata(ip: IPAddress) -> bool:
+    """The relaxed policy (private image servers allowed): anything unicast except the instance metadata
+    service, i.e. link-local addresses (169.254.169.254) and AWS's IPv6 endpoint fd00:ec2::254, in any form."""
+    embedded = _embedded_ipv4(ip)
+    if embedded is not None:
+        return is_unicast_outside_metadata(embedded)
+    return not (ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved or ip == _IMDS_V6)
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 
 from segserve.errors import (
-    InvalidRequest, NotReady, OutOfMemory, PayloadTooLarge, ServiceError, UnsupportedMediaType,
+    InvalidRequest, NotReady, OutOfMemory, PayloadTooLarge, ServiceError, TimedOut, UnsupportedMediaType,
 )
 from segserve.invocation import (
     CUSTOM_ATTRIBUTES, DEFAULT_MAX_RESPONSE_BYTES, IMAGE_TYPES, JSON, JSON_LINES, Reply, decode_json, dump_json,
     error_body, header, media_type, parse_custom_attributes,
 )
 from segserve.loopback import Response
-from segserve.schemas import ACTIONS
+from segserve.schemas import ACTIONS, parse_request
 
 log = logging.getLogger(__name__)
 
@@ -34,39 +35,58 @@ Describe = Callable[[str], list | None]
 
 class Router:
     def __init__(
-        self, forward: Forward, describe: Describe, routes: Mapping[str, str],
+        self,
+        forward: Forward,
+        describe: Describe,
+        routes: Mapping[str, str],
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        batch_seconds: float = float("inf"),
+        default_attributes: str | None = None,
     ):
         self.forward = forward
         self.describe = describe
         self.routes = dict(routes)  # action → model name
-        self.max_response_bytes = max_response_bytes
+        self.max_response_bytes = max_response_bytes  # over TorchServe's max_response_size the worker dies
+        self.batch_seconds = batch_seconds  # a batch must be answered within this (the router's own timeout)
+        # For raw images sent without custom attributes: batch transform over a bucket cannot set any.
+        self.default_attributes = default_attributes
 
-    def __call__(self, body: bytes, content_type: str | None, headers: Mapping[str, str], request_id: str | None = None) -> Reply:
-        media = media_type(content_type)
+    def __call__(
+        self, body: bytes, content_type: str | None, headers: Mapping[str, str], request_id: str | None = None
+    ) -> Reply:
         try:
-            if media in JSON_LINES:
-                return Reply(200, self._batch(body), JSON_LINES[0])
-            if media in IMAGE_TYPES:
-                attributes = header(headers, CUSTOM_ATTRIBUTES)
-                action = parse_custom_attributes(attributes).get("action")
-                forwarded = {"Content-Type": content_type, "X-Amzn-SageMaker-Custom-Attributes": attributes or ""}
-                return self._to_model(action, body, forwarded)
-            if media == JSON or (media == "" and body[:1] == b"{"):
-                payload = decode_json(body)
-                action = payload.get("action") if isinstance(payload, dict) else None
-                if action == "ping":
-                    return self.readiness()
-                return self._to_model(action, body, {"Content-Type": JSON})
-            raise UnsupportedMediaType(
-                f"content type {media or 'missing'!r} is not supported: use application/json, "
-                f"application/jsonlines or an image type with X-Amzn-SageMaker-Custom-Attributes"
-            )
+            reply = self._route(body, media_type(content_type), content_type, headers)
         except ServiceError as error:
             return Reply(error.status, error_body(error, request_id))
         except Exception:
             log.exception("request %s failed in the router", request_id)
             return Reply(500, error_body(ServiceError("internal error in the router"), request_id))
+        return _with_request_id(reply, request_id)
+
+    def _route(self, body: bytes, media: str, content_type: str | None, headers: Mapping[str, str]) -> Reply:
+        if media in JSON_LINES:
+            return Reply(200, self._batch(body), JSON_LINES[0])
+        if media in IMAGE_TYPES:
+            attributes = header(headers, CUSTOM_ATTRIBUTES) or self.default_attributes or ""
+            action = parse_custom_attributes(attributes).get("action")
+            if action == "ping":
+                return self.readiness()
+            headers = {"Content-Type": content_type, "X-Amzn-SageMaker-Custom-Attributes": attributes}
+            return self._to_model(action, body, headers)
+        if media == JSON or (media == "" and body[:1] == b"{"):
+            return self._payload(decode_json(body), body)
+        raise UnsupportedMediaType(
+            f"content type {media or 'missing'!r} is not supported: use application/json, "
+            f"application/jsonlines or an image type with X-Amzn-SageMaker-Custom-Attributes"
+        )
+
+    def _payload(self, payload: object, body: bytes) -> Reply:
+        """A decoded JSON request: ping is answered here, the rest goes on unchanged as `body`."""
+        action = payload.get("action") if isinstance(payload, dict) else None
+        if action == "ping":
+            parse_request(payload)  # the same validation as everywhere: no stray fields
+            return self.readiness()
+        return self._to_model(action, body, {"Content-Type": JSON})
 
     def readiness(self) -> Reply:
         """Each model's workers: 200 when every routed model has a READY worker, else 503."""
@@ -98,17 +118,27 @@ class Router:
 
         Over max_response_bytes TorchServe would kill the worker, so each record keeps room for an error
         line, and once the answers fill the rest, the remaining records get a 413 error line instead.
+        Likewise a record that could not finish within `batch_seconds` (judged by the slowest record so
+        far) is not started: it gets a 504 error line.
         """
         records = [(number, line) for number, line in enumerate(body.splitlines(), start=1) if line.strip()]
         budget = self.max_response_bytes - _ERROR_LINE_ROOM * len(records)
+        started, slowest = time.monotonic(), 0.0
         lines, used = [], 0
         for number, line in records:
+            if time.monotonic() - started + slowest > self.batch_seconds:
+                lines.append(_error_line(TimedOut(
+                    f"line {number} not answered: the batch would outlast its time limit; "
+                    "send fewer records per request")))
+                continue
+            record_started = time.monotonic()
             answer = self._record(number, line) if used < budget else None
+            slowest = max(slowest, time.monotonic() - record_started)
             if answer is None or used + len(answer) > budget:
                 used = budget  # full: the records after this one are not run either
-                answer = _batch_line(Reply(413, error_body(PayloadTooLarge(
+                answer = _error_line(PayloadTooLarge(
                     f"line {number} not answered: the batch answer would pass {self.max_response_bytes:,} bytes; "
-                    "send fewer records per request"), None)))
+                    "send fewer records per request"))
             else:
                 used += len(answer) + 1
             lines.append(answer)
@@ -117,13 +147,16 @@ class Router:
     def _record(self, number: int, line: bytes) -> bytes:
         try:
             payload = json.loads(line)
-            action = payload.get("action") if isinstance(payload, dict) else None
-            reply = self.readiness() if action == "ping" else self._to_model(action, line, {"Content-Type": JSON})
         except ValueError as exc:
-            reply = Reply(400, error_body(InvalidRequest(f"line {number} is not valid JSON: {exc}"), None))
+            return _error_line(InvalidRequest(f"line {number} is not valid JSON: {exc}"))
+        try:
+            return _batch_line(self._payload(payload, line))
         except ServiceError as error:
-            reply = Reply(error.status, error_body(error, None))
-        return _batch_line(reply)
+            return _error_line(error)
+
+
+def _error_line(error: ServiceError) -> bytes:
+    return _batch_line(Reply(error.status, error_body(error, None)))
 
 
 def _batch_line(reply: Reply) -> bytes:
@@ -131,7 +164,20 @@ def _batch_line(reply: Reply) -> bytes:
     value = json.loads(reply.body)
     if reply.status >= 400 and isinstance(value.get("error"), dict):
         value["error"]["status"] = reply.status
+        value["error"].pop("request_id", None)  # the batch request's id is the one that matters
     return dump_json(value)
+
+
+def _with_request_id(reply: Reply, request_id: str | None) -> Reply:
+    """A model's error names the model's request id; the client knows the router's. Keep both in the log."""
+    value = json.loads(reply.body) if reply.status >= 400 and request_id else None
+    if not (isinstance(value, dict) and isinstance(value.get("error"), dict)):
+        return reply
+    model_request = value["error"].get("request_id")
+    if model_request and model_request != request_id:
+        log.info("request %s was forwarded as %s", request_id, model_request)
+    value["error"]["request_id"] = request_id
+    return Reply(reply.status, dump_json(value), reply.content_type)
 
 
 def _is_our_error(body: bytes) -> bool:

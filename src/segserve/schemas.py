@@ -91,8 +91,8 @@ class Sam2Request(ImageRequest):
             raise ValueError("labels without points")
         if self.box is not None and not (self.box[0] < self.box[2] and self.box[1] < self.box[3]):
             raise ValueError("box must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
-        if self.x is None and self.points is None and self.box is None:
-            raise ValueError("a sam2 request needs a prompt: x/y, points with labels, or box")
+        if self.x is None and self.points is None and self.box is None and self.mask_input is None:
+            raise ValueError("a sam2 request needs a prompt: x/y, points with labels, box, or mask_input")
         return self
 
     @property
@@ -106,9 +106,10 @@ class Sam2Request(ImageRequest):
     def check_inside(self, height: int, width: int) -> None:
         """Prompts must lie on the image (known only once it is decoded)."""
         prompts = self.point_prompts
+        field = "x" if self.x is not None else "points"
         for x, y in prompts[0] if prompts else []:
             if x > width or y > height:
-                raise InvalidRequest(f"point ({x:g}, {y:g}) is outside the {width}x{height} image", field="points")
+                raise InvalidRequest(f"point ({x:g}, {y:g}) is outside the {width}x{height} image", field=field)
         if self.box is not None and (self.box[2] > width or self.box[3] > height):
             raise InvalidRequest(f"box {list(self.box)} is outside the {width}x{height} image", field="box")
 

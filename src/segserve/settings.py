@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from segserve.errors import WeightsError
 from segserve.grounding_dino import DEFAULT_BOX_THRESHOLD, DEFAULT_MAX_DETECTIONS, DEFAULT_TEXT_THRESHOLD
-from segserve.image_fetch import FetchPolicy, is_public_address, read_s3_object
+from segserve.image_fetch import FetchPolicy, is_public_address, is_unicast_outside_metadata, read_s3_object
 from segserve.image_loading import ImageLoader
 from segserve.images import DEFAULT_MAX_PIXELS
 from segserve.invocation import DEFAULT_MAX_RESPONSE_BYTES
@@ -47,13 +47,9 @@ class ModelSettings(_Settings):
     def image_loader(self) -> ImageLoader:
         policy = FetchPolicy(
             max_bytes=self.max_image_bytes, total_timeout=self.fetch_timeout_s, s3_reader=_s3_reader(),
-            allow_address=_not_link_local if self.allow_private_image_urls else is_public_address,
+            allow_address=is_unicast_outside_metadata if self.allow_private_image_urls else is_public_address,
         )
         return ImageLoader(policy, self.max_pixels)
-
-
-def _not_link_local(ip) -> bool:
-    return not (ip.is_link_local or ip.is_multicast or ip.is_unspecified)
 
 
 def _s3_reader():

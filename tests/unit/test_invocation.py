@@ -89,6 +89,13 @@ def test_refining_a_previous_mask(invoke, image_b64):
     assert status == 200, body
 
 
+def test_a_previous_mask_alone_is_a_prompt(invoke, image_b64):
+    _, first = invoke({"action": "sam2", "image": image_b64, "box": [100, 90, 300, 250], "multimask": False})
+    status, body = invoke({"action": "sam2", "image": image_b64, "mask_input": first["masks"][0]["mask"],
+                           "multimask": False})
+    assert status == 200 and len(body["masks"]) == 1
+
+
 def test_langsam_entries_carry_label_and_detector_score(invoke, image_b64):
     status, body = invoke({"action": "langsam", "image": image_b64, "text_prompt": "black jeans", "max_detections": 3})
     assert status == 200, body
@@ -150,6 +157,7 @@ def test_client_errors(invoke, payload, status, code, field):
 def test_a_point_outside_the_image(invoke, image_b64):
     status, body = invoke({"action": "sam2", "image": image_b64, "x": 641, "y": 10})
     assert status == 400 and "outside the 640x480 image" in body["error"]["message"]
+    assert body["error"]["field"] == "x"
 
 
 def test_a_mask_input_of_the_wrong_size(invoke, image_b64):

@@ -109,10 +109,43 @@ def test_a_model_that_does_not_answer_is_503():
     assert status == 503 and json.loads(body)["error"]["code"] == "not_ready"
 
 
-def test_model_errors_pass_through_unchanged():
-    error = b'{"error": {"code": "invalid_image", "message": "corrupt", "field": "image"}}'
+def test_model_errors_pass_through_with_the_clients_request_id():
+    error = b'{"error": {"code": "invalid_image", "message": "corrupt", "field": "image", "request_id": "inner"}}'
     models = FakeModels(replies={"sam2": Response(400, "application/json", error)})
-    assert call(models.router(), b'{"action": "sam2"}')[:2] == (400, error)
+    status, body, _ = call(models.router(), b'{"action": "sam2"}')
+    assert status == 400 and json.loads(body) == {
+        "error": {"code": "invalid_image", "message": "corrupt", "field": "image", "request_id": "rid"}
+    }
+
+
+def test_raw_images_without_attributes_use_the_endpoints_default():
+    models = FakeModels()
+    router = Router(models.forward, models.descriptions.get, {"langsam": "langsam"},
+                    default_attributes="action=langsam;text_prompt=person")
+    assert call(router, b"\xff\xd8jpeg", "image/jpeg")[0] == 200
+    assert models.calls[0][2]["X-Amzn-SageMaker-Custom-Attributes"] == "action=langsam;text_prompt=person"
+
+
+def test_ping_with_stray_fields_is_refused_as_everywhere():
+    status, body, _ = call(FakeModels().router(), b'{"action": "ping", "image": "x"}')
+    assert status == 400 and json.loads(body)["error"]["field"] == "image"
+
+
+def test_a_batch_starts_no_record_it_could_not_finish_in_time():
+    import time
+
+    class SlowModels(FakeModels):
+        def forward(self, model, body, headers):
+            time.sleep(0.2)
+            return super().forward(model, body, headers)
+
+    models = SlowModels()
+    router = Router(models.forward, models.descriptions.get, {"sam2": "sam2"}, batch_seconds=0.5)
+    status, body, _ = call(router, b'{"action": "sam2"}\n' * 5, "application/jsonlines")
+    out = [json.loads(line) for line in body.splitlines()]
+    assert status == 200 and len(out) == 5
+    assert [o.get("action") for o in out[:2]] == ["sam2", "sam2"]  # 0.2 s, then 0.4 s: the third would end at 0.6
+    assert [o["error"]["status"] for o in out[2:]] == [504, 504, 504] and len(models.calls) == 2
 
 
 def test_a_batch_never_answers_more_than_the_response_limit():

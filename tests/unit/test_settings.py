@@ -10,7 +10,6 @@ import yaml
 from segserve.errors import WeightsError
 from segserve.settings import ModelSettings, RouterSettings
 
-METADATA = ipaddress.ip_address("169.254.169.254")
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 
 
@@ -32,8 +31,14 @@ def test_a_typo_or_bad_value_fails_the_start(section):
         ModelSettings.from_config(section)
 
 
-def test_private_image_urls_are_refused_by_default_and_metadata_always():
+@pytest.mark.parametrize(
+    "metadata", ["169.254.169.254", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1",
+                 "fd00:ec2::254", "fe80::1"],
+)
+def test_private_image_urls_are_refused_by_default_and_metadata_always(metadata):
     strict = ModelSettings().image_loader().fetch_policy
     relaxed = ModelSettings(allow_private_image_urls=True).image_loader().fetch_policy
-    assert not strict.allow_address(LOOPBACK) and not strict.allow_address(METADATA)
-    assert relaxed.allow_address(LOOPBACK) and not relaxed.allow_address(METADATA)
+    metadata = ipaddress.ip_address(metadata)
+    assert not strict.allow_address(LOOPBACK) and not strict.allow_address(metadata)
+    assert relaxed.allow_address(LOOPBACK) and relaxed.allow_address(ipaddress.ip_address("10.0.0.5"))
+    assert not relaxed.allow_address(metadata)

@@ -45,7 +45,7 @@ def test_400_for_an_invalid_request(server, payload, field, words):
 
 def test_400_for_a_point_outside_the_image(server, scene_png):
     error = assert_error(server.invoke({"action": "sam2", "image": b64(scene_png), "x": 321, "y": 10}),
-                         400, "invalid_request", "points")
+                         400, "invalid_request", "x")
     assert "outside the 320x240 image" in error["message"]
 
 

@@ -7,6 +7,7 @@ classes live in their own files and import these.
 from __future__ import annotations
 
 import json
+import os
 from http import HTTPStatus
 from pathlib import Path
 
@@ -25,10 +26,14 @@ def runtime_for(context, model_settings: ModelSettings) -> Runtime:
     """The GPU TorchServe assigned to this worker, else the CPU (or the device the settings name)."""
     gpu_id = context.system_properties.get("gpu_id")
     if model_settings.device:
-        return Runtime.select(model_settings.device)
-    if gpu_id is not None and torch.cuda.is_available():
-        return Runtime.select(f"cuda:{gpu_id}")
-    return Runtime.select("cpu")
+        runtime = Runtime.select(model_settings.device)
+    elif gpu_id is not None and torch.cuda.is_available():
+        runtime = Runtime.select(f"cuda:{gpu_id}")
+    else:
+        runtime = Runtime.select("cpu")
+    if runtime.device.type == "cpu":
+        torch.set_num_threads(model_settings.cpu_threads or max(1, (os.cpu_count() or 2) // 2))
+    return runtime
 
 
 def weights_bundle(context, model_settings: ModelSettings) -> WeightsBundle:

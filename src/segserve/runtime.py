@@ -20,6 +20,9 @@ class Runtime:
     device: torch.device
     autocast_dtype: torch.dtype | None = None  # None: run in the weights' own dtype (fp32)
     allow_tf32: bool = False
+    # Boxes decoded together by SAM2. Batching pays on a GPU; on the CPU each box costs MORE in a batch
+    # (measured: 66 ms/box alone, 124-200 ms/box in batches of 16-50; benchmarks/), so one at a time.
+    box_batch: int = 1
 
     @classmethod
     def select(cls, device: str | None = None) -> "Runtime":
@@ -29,7 +32,7 @@ class Runtime:
             return cls(chosen)
         bf16 = torch.cuda.is_bf16_supported()
         tf32 = torch.cuda.get_device_capability(chosen)[0] >= 8  # Ampere and newer
-        return cls(chosen, torch.bfloat16 if bf16 else None, tf32)
+        return cls(chosen, torch.bfloat16 if bf16 else None, tf32, box_batch=16)
 
     @contextlib.contextmanager
     def model_call(self) -> Iterator[None]:

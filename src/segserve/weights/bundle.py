@@ -65,7 +65,8 @@ class WeightsBundle:
         path = Path(root) / MANIFEST
         if not path.is_file():
             raise WeightsError(
-                f"no weights at {root}: run `segserve-weights prepare official|tiny|full --dir {Path(root).parent}`"
+                f"no weights bundle at {root} (it has no {MANIFEST}): make one with "
+                "`segserve-weights prepare official|tiny|full` (see --help)"
             )
         try:
             manifest = json.loads(path.read_text())

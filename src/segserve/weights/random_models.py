@@ -74,6 +74,8 @@ def write_grounding_dino(folder: Path, variant: str, seed: int) -> Path:
     model = GroundingDinoForObjectDetection(config).eval()
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
+    for written in folder.iterdir():  # transformers writes the weights 0600: readable by a server user too
+        written.chmod(0o644)
     return folder
 
 

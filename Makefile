@@ -11,7 +11,7 @@ WEIGHTS ?= official
 WEIGHTS_DIR ?= weights
 PYTEST_ARGS ?=
 
-.PHONY: help install weights test serve model-store clean
+.PHONY: help install weights test serve model-store bench clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -50,3 +50,7 @@ model-store: $(STAMP)  ## build the three TorchServe model folders from weights/
 serve: model-store  ## run the endpoint locally through the container's own entrypoint (Ctrl-C stops it)
 	PATH="$(abspath $(VENV))/bin:$$PATH" SEGSERVE_MODEL_STORE=$(MODEL_STORE) SEGSERVE_CONFIG=config.properties \
 	SEGSERVE_PLUGINS=serving/plugins/build SEGSERVE_RUN_DIR=$(abspath $(RUN_DIR)) bash serving/entrypoint.sh serve
+
+bench: $(STAMP)  ## per-stage CPU timings on the full-size random models (5-10 min)
+	$(VENV)/bin/segserve-weights prepare full --dir $(WEIGHTS_DIR)
+	$(PY) benchmarks/bench_pipelines.py --weights $(WEIGHTS_DIR)/full

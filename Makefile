@@ -34,7 +34,7 @@ weights: $(STAMP)  ## fetch or build the WEIGHTS=official|tiny|full model files 
 
 test: $(STAMP)  ## run the whole test suite (random tiny weights, no network)
 	$(VENV)/bin/segserve-weights prepare tiny --dir $(WEIGHTS_DIR)
-	SEGSERVE_WEIGHTS_DIR=$(abspath $(WEIGHTS_DIR)) $(PY) -m pytest $(PYTEST_ARGS)
+	PATH="$(abspath $(VENV))/bin:$$PATH" SEGSERVE_WEIGHTS_DIR=$(abspath $(WEIGHTS_DIR)) $(PY) -m pytest $(PYTEST_ARGS)
 
 clean:  ## remove built archives and logs (keeps .venv and weights/)
 	rm -rf model_store/*.mar model_store/*/ logs build

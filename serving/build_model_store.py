@@ -86,6 +86,8 @@ def build(
         check=True,
     )
     shutil.rmtree(stage)
+    # Readable by the container's non-root user, whatever umask or library wrote the files (0600 weights).
+    subprocess.run(["chmod", "-R", "a+rX", str(model_store / (f"{model}.mar" if mar else model))], check=True)
     if not mar:
         stamp.write_text(json.dumps({"inputs": digest, "weights": str(weights_dir)}) + "\n")
     return True

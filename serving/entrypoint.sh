@@ -101,8 +101,9 @@ stop() {
   # `torchserve --stop` sends SIGTERM to Java alone, whose shutdown hook stops the workers; killing the
   # whole group at once would SIGKILL-race that. The group kill is the fallback for a hung server.
   echo "entrypoint: stopping TorchServe"
-  timeout 25 torchserve --stop >/dev/null 2>&1 || true
-  for _ in $(seq 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.5; done
+  # SageMaker sends SIGKILL 30 s after SIGTERM: at most 20 s for a graceful stop, 5 s for the launcher.
+  timeout 20 torchserve --stop >/dev/null 2>&1 || true
+  for _ in $(seq 10); do kill -0 "$server" 2>/dev/null || break; sleep 0.5; done
   if kill -0 -- "-$server" 2>/dev/null; then
     kill -TERM -- "-$server" 2>/dev/null || true
     sleep 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +22,8 @@ import requests
 import yaml
 
 from tests.conftest import make_scene
-from tests.integration.serving import Serving, encode, processes_mentioning
+from tests.integration.serving import Serving, encode
+from tests.processes import free_port, processes_mentioning
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -34,12 +34,6 @@ ROUTER_WORKERS = 2
 
 # Nothing from the caller's shell may change the server under test (a real AWS profile least of all).
 _CONTROLLED_PREFIXES = ("AWS_", "SAGEMAKER_", "SEGSERVE_", "TS_")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def clean_env(**extra: str) -> dict[str, str]:

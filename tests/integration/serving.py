@@ -21,6 +21,7 @@ import requests
 from PIL import Image
 
 from segserve.masks import decode_mask_png, decode_rle
+from tests.processes import kill_process_groups, processes_mentioning
 
 JSON = "application/json"
 SCENE_SIZE = (320, 240)  # width, height: small answers; the encoder costs the same at any input size
@@ -123,26 +124,7 @@ class Serving:
             except subprocess.TimeoutExpired:
                 os.killpg(self.entrypoint.pid, signal.SIGKILL)
                 self.entrypoint.wait(10)
-        for pid in self.processes():
-            try:
-                os.killpg(os.getpgid(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
-def processes_mentioning(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue  # gone meanwhile
-        if text in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
+        kill_process_groups(self.processes())
 
 
 # --- images -------------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -21,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.processes import free_port
 
 pytestmark = [
     pytest.mark.integration,
@@ -77,12 +78,6 @@ class Reply:
 class PingSample:
     at: float  # seconds since the server process started
     reply: Reply
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _request(port: int, path: str, method: str = "GET", timeout: float = 5.0) -> Reply:
@@ -165,16 +160,16 @@ class TorchServe:
 
 
 def start_torchserve(workdir: Path, model_store: Path, plugin_dir: Path, load_models: list[str], env: dict):
-    inference_port, management_port = _free_port(), _free_port()
+    inference_port, management_port = free_port(), free_port()
     config = workdir / "config.properties"
     config.write_text(
         textwrap.dedent(
             f"""\
             inference_address=http://127.0.0.1:{inference_port}
             management_address=http://127.0.0.1:{management_port}
-            metrics_address=http://127.0.0.1:{_free_port()}
-            grpc_inference_port={_free_port()}
-            grpc_management_port={_free_port()}
+            metrics_address=http://127.0.0.1:{free_port()}
+            grpc_inference_port={free_port()}
+            grpc_management_port={free_port()}
             model_store={model_store}
             plugins_path={plugin_dir}
             disable_token_authorization=true

@@ -18,6 +18,7 @@ from segserve.runtime import Runtime
 from segserve.settings import ModelSettings
 from segserve.weights.bundle import WeightsBundle
 
+
 def settings(context) -> ModelSettings:
     return ModelSettings.from_config((getattr(context, "model_yaml_config", None) or {}).get("handler"))
 

@@ -111,7 +111,9 @@ class Invoker:
         self.max_response_bytes = max_response_bytes
         self.model = model
 
-    def __call__(self, body: bytes, content_type: str | None, headers: Mapping[str, str], request_id: str | None = None) -> Reply:
+    def __call__(
+        self, body: bytes, content_type: str | None, headers: Mapping[str, str], request_id: str | None = None
+    ) -> Reply:
         started = time.perf_counter()
         try:
             payload, raw_image = self._decode(body, media_type(content_type), header(headers, CUSTOM_ATTRIBUTES))
@@ -128,7 +130,8 @@ class Invoker:
             return Reply(error.status, error_body(error, request_id))
         except (MemoryError, torch.OutOfMemoryError):
             log.exception("request %s ran out of memory", request_id)
-            return Reply(507, error_body(OutOfMemory("out of memory: try a smaller image or fewer detections"), request_id))
+            error = OutOfMemory("out of memory: try a smaller image or fewer detections")
+            return Reply(507, error_body(error, request_id))
         except Exception:
             log.exception("request %s failed", request_id)
             return Reply(500, error_body(ServiceError("internal error; the log has the details"), request_id))

@@ -18,9 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from segserve import image_fetch
-from segserve.errors import InvalidRequest, PayloadTooLarge
-from segserve.errors import ImageFetchFailed
+from segserve.errors import ImageFetchFailed, InvalidRequest, PayloadTooLarge
 from segserve.image_fetch import DEFAULT_POLICY, FetchPolicy, fetch_image_bytes, is_public_address
+from tests.processes import free_port
 
 CAP = 1000
 BUDGET = 1.0
@@ -293,9 +293,7 @@ def test_origin_failure_is_a_400_class_error(origin, policy, route, error):
 
 
 def test_closed_port_fails_to_fetch(policy):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nothing listens there
     with pytest.raises(ImageFetchFailed, match="ConnectionRefusedError"):
         fetch_image_bytes(f"http://img.test:{port}/img", policy)
 

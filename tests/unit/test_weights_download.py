@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +18,7 @@ from segserve.weights import official
 from segserve.weights.bundle import MANIFEST, WeightsBundle
 from segserve.weights.download import HASH_LOCK, download_file, fetch_official, use_local_files
 from segserve.weights.official import OfficialHosts
+from tests.processes import free_port
 
 
 class FileServer:
@@ -69,12 +69,6 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB: more than one streamed chunk
 
 
@@ -120,7 +114,7 @@ def test_http_error_names_the_url_and_status(server, tmp_path):
 def test_an_unreachable_host_fails_fast_and_says_what_to_do_instead(tmp_path):
     started = time.monotonic()
     with pytest.raises(WeightsError) as error:
-        download_file(f"http://127.0.0.1:{closed_port()}/w.bin", tmp_path / "w.bin", None, progress=False)
+        download_file(f"http://127.0.0.1:{free_port()}/w.bin", tmp_path / "w.bin", None, progress=False)
     assert time.monotonic() - started < 5
     assert "Cannot reach 127.0.0.1" in error.value.message
     assert "WEIGHTS=tiny" in error.value.message and "--sam2-checkpoint" in error.value.message

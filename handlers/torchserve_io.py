@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from segserve.invocation import Reply
+from segserve.invocation import Reply, header
 from segserve.runtime import Runtime
 from segserve.settings import ModelSettings
 from segserve.weights.bundle import WeightsBundle
@@ -58,16 +58,17 @@ def serve_batch(data: list, context, invoke) -> list[bytes]:
 
 
 def _request_parts(row: dict, context, idx: int) -> tuple[bytes, str | None, dict]:
-    headers = {k: v for k, v in context.get_all_request_header(idx).items() if isinstance(v, str)}
+    properties = context.get_all_request_header(idx)
+    headers = {k: v for k, v in properties.items() if isinstance(v, str)}
     name, body = next(((k, v) for k, v in row.items() if k in ("body", "data")), (None, b""))
     if isinstance(body, (dict, list)):  # only if decode_input_request was left on
         body = json.dumps(body).encode()
     elif isinstance(body, str):
         body = body.encode()
     # TorchServe keeps the body's content type with the parameter, not among the request headers.
-    parameter = context.get_all_request_header(idx).get(name) if name else None
+    parameter = properties.get(name) if name else None
     content_type = parameter.get("content-type") if isinstance(parameter, dict) else None
-    return bytes(body), content_type or headers.get("Content-Type") or headers.get("content-type"), headers
+    return bytes(body), content_type or header(headers, "Content-Type"), headers
 
 
 def _respond(context, idx: int, reply: Reply) -> bytes:

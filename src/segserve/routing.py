@@ -160,9 +160,12 @@ def _error_line(error: ServiceError) -> bytes:
 
 
 def _batch_line(reply: Reply) -> bytes:
-    """A reply as one line: compact JSON, errors carrying their HTTP status."""
+    """A reply as one line. Answers are compact one-line JSON already (dump_json) and go as they are, unparsed
+    (they can be megabytes); errors are rewritten to carry their HTTP status."""
+    if reply.status < 400:
+        return reply.body
     value = json.loads(reply.body)
-    if reply.status >= 400 and isinstance(value.get("error"), dict):
+    if isinstance(value.get("error"), dict):
         value["error"]["status"] = reply.status
         value["error"].pop("request_id", None)  # the batch request's id is the one that matters
     return dump_json(value)

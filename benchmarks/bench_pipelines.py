@@ -20,10 +20,10 @@ import psutil
 import torch
 
 from segserve.errors import WeightsError
-from segserve.grounding_dino import DEFAULT_MAX_DETECTIONS, GroundingDinoDetector
-from segserve.langsam_pipeline import LangSamPipeline
-from segserve.runtime import Runtime, StageTimer
-from segserve.sam2_pipeline import Sam2Pipeline, Sam2Prompt
+from segserve.models.grounding_dino import DEFAULT_MAX_DETECTIONS, GroundingDinoDetector
+from segserve.models.langsam_pipeline import LangSamPipeline
+from segserve.models.runtime import Runtime, StageTimer
+from segserve.models.sam2_pipeline import Sam2Pipeline, Sam2Prompt
 from segserve.weights.bundle import WeightsBundle
 
 TEXT_PROMPT = "a dog. black jeans"  # two phrases, words in the random models' vocabulary

@@ -1,8 +1,8 @@
 """TorchServe handler for action "langsam" (text → GroundingDINO boxes → SAM2 masks): a thin adapter over segserve."""
 
-from segserve.invocation import Invoker
-from segserve.langsam_pipeline import LangSamPipeline
-from segserve.services import LangSamService
+from segserve.api.invocation import Invoker
+from segserve.models.langsam_pipeline import LangSamPipeline
+from segserve.api.services import LangSamService
 from torchserve_io import model_info, runtime_for, serve_batch, settings, weights_bundle
 
 

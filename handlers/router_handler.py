@@ -2,8 +2,8 @@
 
 import os
 
-from segserve.loopback import LoopbackClient
-from segserve.routing import Router
+from segserve.routing.loopback import LoopbackClient
+from segserve.routing.router import Router
 from segserve.settings import RouterSettings
 from torchserve_io import serve_batch
 

@@ -1,8 +1,8 @@
 """TorchServe handler for action "sam2" (points and/or a box → SAM2 masks): a thin adapter over segserve."""
 
-from segserve.invocation import Invoker
-from segserve.sam2_pipeline import Sam2Pipeline
-from segserve.services import Sam2Service
+from segserve.api.invocation import Invoker
+from segserve.models.sam2_pipeline import Sam2Pipeline
+from segserve.api.services import Sam2Service
 from torchserve_io import model_info, runtime_for, serve_batch, settings, weights_bundle
 
 

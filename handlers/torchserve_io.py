@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from segserve.invocation import Reply, header
-from segserve.runtime import Runtime
+from segserve.api.invocation import Reply, header
+from segserve.models.runtime import Runtime
 from segserve.settings import ModelSettings
 from segserve.weights.bundle import WeightsBundle
 
@@ -74,6 +74,8 @@ def _request_parts(row: dict, context, idx: int) -> tuple[bytes, str | None, dic
 def _respond(context, idx: int, reply: Reply) -> bytes:
     context.set_response_status(reply.status, HTTPStatus(reply.status).phrase, idx)  # TorchServe: index LAST here...
     context.set_response_content_type(idx, reply.content_type)  # ...and FIRST here
+    for name, value in reply.headers.items():
+        context.set_response_header(idx, name, value)  # TorchServe passes these to the client unchanged
     for stage, ms in reply.timings.items():
         context.metrics.add_time("SegmentationStageTime", ms, None, "ms", dimensions=_dimensions(context, stage))
     return reply.body

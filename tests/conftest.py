@@ -27,16 +27,16 @@ def tiny_bundle(tmp_path_factory) -> WeightsBundle:
 
 @pytest.fixture(scope="session")
 def sam2_pipeline(tiny_bundle):
-    from segserve.runtime import Runtime
-    from segserve.sam2_pipeline import Sam2Pipeline
+    from segserve.models.runtime import Runtime
+    from segserve.models.sam2_pipeline import Sam2Pipeline
 
     return Sam2Pipeline.from_checkpoint(tiny_bundle.sam2_checkpoint, tiny_bundle.sam2_config, Runtime.select("cpu"))
 
 
 @pytest.fixture(scope="session")
 def detector(tiny_bundle):
-    from segserve.grounding_dino import GroundingDinoDetector
-    from segserve.runtime import Runtime
+    from segserve.models.grounding_dino import GroundingDinoDetector
+    from segserve.models.runtime import Runtime
 
     return GroundingDinoDetector.from_pretrained(tiny_bundle.grounding_dino_dir, Runtime.select("cpu"))
 

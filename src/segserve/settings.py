@@ -9,12 +9,12 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from segserve.errors import WeightsError
-from segserve.grounding_dino import DEFAULT_BOX_THRESHOLD, DEFAULT_MAX_DETECTIONS, DEFAULT_TEXT_THRESHOLD
-from segserve.image_fetch import FetchPolicy, is_public_address, is_unicast_outside_metadata, read_s3_object
-from segserve.image_loading import ImageLoader
-from segserve.images import DEFAULT_MAX_PIXELS
-from segserve.invocation import DEFAULT_MAX_RESPONSE_BYTES
-from segserve.schemas import MAX_DETECTIONS_LIMIT
+from segserve.models.grounding_dino import DEFAULT_BOX_THRESHOLD, DEFAULT_MAX_DETECTIONS, DEFAULT_TEXT_THRESHOLD
+from segserve.media.image_fetch import FetchPolicy, is_public_address, is_unicast_outside_metadata, read_s3_object
+from segserve.media.image_loading import ImageLoader
+from segserve.media.images import DEFAULT_MAX_PIXELS
+from segserve.api.invocation import DEFAULT_MAX_RESPONSE_BYTES
+from segserve.api.schemas import MAX_DETECTIONS_LIMIT
 
 
 class _Settings(BaseModel):

@@ -20,7 +20,7 @@ import pytest
 import requests
 from PIL import Image
 
-from segserve.masks import decode_mask_png, decode_rle
+from segserve.media.masks import decode_mask_png, decode_rle
 from tests.processes import kill_process_groups, processes_mentioning
 
 JSON = "application/json"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from segserve.errors import InvalidRequest
-from segserve.grounding_dino import normalize_prompt
+from segserve.models.grounding_dino import normalize_prompt
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from segserve.errors import InvalidImage, PayloadTooLarge, ServiceError, UnsupportedMediaType
-from segserve.images import (
+from segserve.media.images import (
     DEFAULT_MAX_PIXELS,
     SUPPORTED_FORMATS,
     decode_base64_image,

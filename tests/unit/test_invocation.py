@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from segserve.image_loading import ImageLoader
-from segserve.invocation import Invoker, parse_custom_attributes
-from segserve.langsam_pipeline import LangSamPipeline
-from segserve.masks import decode_rle, encode_rle
-from segserve.services import LangSamService, Sam2Service
+from segserve.media.image_loading import ImageLoader
+from segserve.api.invocation import Invoker, parse_custom_attributes
+from segserve.models.langsam_pipeline import LangSamPipeline
+from segserve.media.masks import decode_rle, encode_rle
+from segserve.api.services import LangSamService, Sam2Service
 
 
 def png_bytes(image: np.ndarray) -> bytes:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segserve.langsam_pipeline import LangSamPipeline
-from segserve.runtime import StageTimer
+from segserve.models.langsam_pipeline import LangSamPipeline
+from segserve.models.runtime import StageTimer
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_a_given_embedding_is_reused(langsam, scene):
 
 
 def test_from_bundle_loads_both_models(tiny_bundle):
-    from segserve.runtime import Runtime
+    from segserve.models.runtime import Runtime
 
     pipeline = LangSamPipeline.from_bundle(tiny_bundle, Runtime.select("cpu"))
     assert pipeline.detector.model.config.model_type == "grounding-dino"

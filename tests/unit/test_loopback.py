@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from segserve.loopback import LoopbackClient
+from segserve.routing.loopback import LoopbackClient
 
 
 class _Handler(BaseHTTPRequestHandler):

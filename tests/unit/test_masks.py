@@ -11,7 +11,7 @@ from PIL import Image
 from pycocotools import mask as coco_mask
 
 from segserve.errors import InvalidImage, InvalidRequest, PayloadTooLarge
-from segserve.masks import (
+from segserve.media.masks import (
     PALETTE,
     decode_mask_png,
     decode_rle,

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from segserve.loopback import Response
-from segserve.routing import Router
+from segserve.routing.loopback import Response
+from segserve.routing.router import Router
 
 READY = [{"workers": [{"status": "READY"}]}]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from segserve.runtime import Runtime, StageTimer, _tf32_enabled
+from segserve.models.runtime import Runtime, StageTimer, _tf32_enabled
 
 
 def test_the_cpu_runs_in_fp32_without_autocast():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from segserve.errors import InvalidRequest
-from segserve.sam2_pipeline import Sam2Prompt
+from segserve.models.sam2_pipeline import Sam2Prompt
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_refining_with_previous_logits(sam2_pipeline, embedding, reference):
 
 @pytest.mark.parametrize("count, box_batch", [(1, 1), (3, 1), (3, 16), (21, 16)])  # 21 spans two chunks of 16
 def test_several_boxes_on_one_encoding(sam2_pipeline, embedding, reference, count, box_batch):
-    from segserve.sam2_pipeline import Sam2Pipeline
+    from segserve.models.sam2_pipeline import Sam2Pipeline
 
     pipeline = Sam2Pipeline(sam2_pipeline.model, dataclasses.replace(sam2_pipeline.runtime, box_batch=box_batch))
     rng = np.random.default_rng(count)

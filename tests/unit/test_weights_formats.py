@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from segserve.errors import WeightsError
-from segserve.grounding_dino import GroundingDinoDetector
-from segserve.runtime import Runtime
-from segserve.sam2_pipeline import Sam2Pipeline
+from segserve.models.grounding_dino import GroundingDinoDetector
+from segserve.models.runtime import Runtime
+from segserve.models.sam2_pipeline import Sam2Pipeline
 from segserve.weights.bundle import WeightsBundle, sam2_config_for
 from segserve.weights.random_models import write_grounding_dino
 

@@ -13,7 +13,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, model_validator
 
 from segserve.errors import InvalidRequest
-from segserve.grounding_dino import DEFAULT_BOX_THRESHOLD, DEFAULT_MAX_DETECTIONS, DEFAULT_TEXT_THRESHOLD
+from segserve.models.grounding_dino import DEFAULT_BOX_THRESHOLD, DEFAULT_MAX_DETECTIONS, DEFAULT_TEXT_THRESHOLD
 
 ACTIONS = ("langsam", "sam2", "ping")
 MASK_FORMATS = ("rle", "png", "polygons")

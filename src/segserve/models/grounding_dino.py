@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from segserve.errors import InvalidRequest, WeightsError
-from segserve.runtime import Runtime, StageTimer
+from segserve.models.runtime import Runtime, StageTimer
 
 # Lang-SAM's defaults.
 DEFAULT_BOX_THRESHOLD = 0.3

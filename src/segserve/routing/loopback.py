@@ -11,7 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 
@@ -20,6 +20,7 @@ class Response:
     status: int
     content_type: str
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)  # names lower-cased
 
 
 class LoopbackClient:
@@ -64,4 +65,5 @@ class LoopbackClient:
         data = reply.read()
         if reply.will_close:
             self.close()
-        return Response(reply.status, reply.getheader("Content-Type", ""), data)
+        headers = {name.lower(): value for name, value in reply.getheaders()}
+        return Response(reply.status, reply.getheader("Content-Type", ""), data, headers)

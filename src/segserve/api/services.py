@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from segserve.errors import InvalidRequest
-from segserve.image_loading import ImageLoader, LoadedImage
-from segserve.langsam_pipeline import LangSamPipeline
-from segserve.masks import decode_rle
-from segserve.responses import mask_entry, renderings
-from segserve.runtime import StageTimer
-from segserve.sam2_pipeline import Sam2Pipeline, Sam2Prompt, logits_from_mask
-from segserve.schemas import ImageRequest, LangSamRequest, Sam2Request
+from segserve.media.image_loading import ImageLoader, LoadedImage
+from segserve.models.langsam_pipeline import LangSamPipeline
+from segserve.media.masks import decode_rle
+from segserve.api.responses import mask_entry, renderings
+from segserve.models.runtime import StageTimer
+from segserve.models.sam2_pipeline import Sam2Pipeline, Sam2Prompt, logits_from_mask
+from segserve.api.schemas import ImageRequest, LangSamRequest, Sam2Request
 
 
 def _body(action: str, request: ImageRequest, image: LoadedImage, masks: list, entries: list, timer) -> dict:

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from segserve.errors import WeightsError
-from segserve.grounding_dino import (
+from segserve.models.grounding_dino import (
     DEFAULT_BOX_THRESHOLD, DEFAULT_MAX_DETECTIONS, DEFAULT_TEXT_THRESHOLD, Detection, GroundingDinoDetector,
 )
-from segserve.masks import mask_bbox
-from segserve.runtime import Runtime, StageTimer
-from segserve.sam2_pipeline import ImageEmbedding, Sam2Pipeline
+from segserve.media.masks import mask_bbox
+from segserve.models.runtime import Runtime, StageTimer
+from segserve.models.sam2_pipeline import ImageEmbedding, Sam2Pipeline
 from segserve.weights.bundle import WeightsBundle
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from pycocotools import mask as coco_mask
 
 from segserve.errors import InvalidRequest, PayloadTooLarge
-from segserve.images import DEFAULT_MAX_PIXELS, decode_image, encode_png
+from segserve.media.images import DEFAULT_MAX_PIXELS, decode_image, encode_png
 
 # matplotlib's tab10 without its grey, which disappears on photographs; RGB.
 PALETTE = np.array(

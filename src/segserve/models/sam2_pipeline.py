@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from segserve.errors import InvalidRequest, WeightsError
-from segserve.masks import mask_bbox
-from segserve.runtime import Runtime, StageTimer
+from segserve.media.masks import mask_bbox
+from segserve.models.runtime import Runtime, StageTimer
 
 # A chunk of boxes costs the decoder ~28 MiB each (measured), and upsampling their masks to image size
 # chunk×H×W float32 values more: keep the latter under ~256 MB, which only bites above ~4 megapixels.

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from segserve.errors import NotFound
-from segserve.image_fetch import DEFAULT_POLICY, FetchPolicy, fetch_image_bytes
-from segserve.images import DEFAULT_MAX_PIXELS, decode_base64_image, decode_image
-from segserve.schemas import ImageRequest
+from segserve.media.image_fetch import DEFAULT_POLICY, FetchPolicy, fetch_image_bytes
+from segserve.media.images import DEFAULT_MAX_PIXELS, decode_base64_image, decode_image
+from segserve.api.schemas import ImageRequest
 
 
 def image_id_of(pixels: np.ndarray) -> str:

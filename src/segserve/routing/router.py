@@ -16,12 +16,12 @@ from collections.abc import Callable, Mapping
 from segserve.errors import (
     InvalidRequest, NotReady, OutOfMemory, PayloadTooLarge, ServiceError, TimedOut, UnsupportedMediaType,
 )
-from segserve.invocation import (
+from segserve.api.invocation import (
     CUSTOM_ATTRIBUTES, DEFAULT_MAX_RESPONSE_BYTES, IMAGE_TYPES, JSON, JSON_LINES, Reply, decode_json, dump_json,
     error_body, header, media_type, parse_custom_attributes,
 )
-from segserve.loopback import Response
-from segserve.schemas import ACTIONS, parse_request
+from segserve.routing.loopback import Response
+from segserve.api.schemas import ACTIONS, parse_request
 
 log = logging.getLogger(__name__)
 

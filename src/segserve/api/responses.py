@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from segserve.images import encode_png
-from segserve.masks import (
+from segserve.media.images import encode_png
+from segserve.media.masks import (
     encode_mask_png, encode_rle, mask_bbox, mask_to_polygons, render_mask_only, render_overlay,
 )
 

@@ -18,8 +18,8 @@ from urllib.parse import unquote
 import torch
 
 from segserve.errors import InvalidRequest, OutOfMemory, PayloadTooLarge, ServiceError, UnsupportedMediaType
-from segserve.runtime import Runtime, StageTimer
-from segserve.schemas import PingRequest, parse_request
+from segserve.models.runtime import Runtime, StageTimer
+from segserve.api.schemas import PingRequest, parse_request
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ class Reply:
     body: bytes
     content_type: str = JSON
     timings: dict[str, float] = field(default_factory=dict)  # ms per stage, for metrics
+    # Response headers for the client (e.g. Retry-After, SageMaker session headers); one value per name.
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def media_type(content_type: str | None) -> str:

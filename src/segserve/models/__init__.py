@@ -1,0 +1,1 @@
+"""The models: SAM2 (encode once, decode many prompts), GroundingDINO, Lang-SAM over both, and their runtime."""

@@ -1,0 +1,48 @@
+"""segserve-deploy's command line: every command has --help, AWS options go before or after the command, and the
+console script is installed from the top-level deploy/ package."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from deploy.cli import COMMANDS, build_parser, main
+
+COMMAND_NAMES = ["image", "up", "transform", "down"]
+
+
+def test_every_command_is_registered():
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert set(COMMAND_NAMES) <= set(commands)
+    assert len(commands) == len(COMMANDS)
+
+
+@pytest.mark.parametrize("argv", [["--help"]] + [[name, "--help"] for name in COMMAND_NAMES])
+def test_help(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: segserve-deploy")
+    assert "--region" in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["--region", "eu-west-1", "down", "--name", "x"],
+    ["down", "--name", "x", "--region", "eu-west-1"],
+    ["--region", "us-east-1", "down", "--name", "x", "--region", "eu-west-1"],
+])
+def test_region_before_or_after_the_command(argv):
+    args = build_parser().parse_args(argv)
+    assert args.region == "eu-west-1"
+    assert args.profile is None
+
+
+def test_console_script_is_installed():
+    script = shutil.which("segserve-deploy")
+    assert script, "segserve-deploy is not on PATH: `make install` installs it"
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "segserve-deploy" in result.stdout

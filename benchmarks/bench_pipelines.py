@@ -20,7 +20,7 @@ import psutil
 import torch
 
 from segserve.errors import WeightsError
-from segserve.models.grounding_dino import DEFAULT_MAX_DETECTIONS, GroundingDinoDetector
+from segserve.models.grounding_dino import DetectionParams, GroundingDinoDetector
 from segserve.models.langsam_pipeline import LangSamPipeline
 from segserve.models.runtime import Runtime, StageTimer
 from segserve.models.sam2_pipeline import Sam2Pipeline, Sam2Prompt
@@ -203,10 +203,10 @@ def main(argv: list[str] | None = None) -> None:
 
     largest, embedding = box_sets[-1], sam2.encode(image)
     rss_mib = peak_rss_growth_mib(lambda: sam2.predict_boxes(embedding, largest))
-    every, every_s = seconds(lambda: detector.detect(image, TEXT_PROMPT, max_detections=ALL_QUERIES))
+    every, every_s = seconds(lambda: detector.detect(image, TEXT_PROMPT, DetectionParams(max_detections=ALL_QUERIES)))
 
     print(f"\n== stages (ms) ==\n  {'':<44}{'median':>10}{'min':>10}")
-    notes = {"langsam end to end": f"{min(DEFAULT_MAX_DETECTIONS, len(every))} boxes decoded (default cap)"}
+    notes = {"langsam end to end": f"{min(DetectionParams().max_detections, len(every))} boxes decoded (default cap)"}
     for boxes in box_sets:
         notes[boxes_stage(boxes)] = f"{statistics.median(ms[boxes_stage(boxes)]) / len(boxes):.1f} ms/box (median)"
     for name, values in ms.items():

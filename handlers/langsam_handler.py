@@ -12,8 +12,7 @@ class LangSamHandler:
         runtime = runtime_for(context, config)
         bundle = weights_bundle(context, config)
         pipeline = LangSamPipeline.from_bundle(bundle, runtime, config.compile)
-        defaults = config.model_dump(include={"box_threshold", "text_threshold", "max_detections"})
-        service = LangSamService(pipeline, config.image_loader(), defaults)
+        service = LangSamService(pipeline, config.image_loader(), config.detection_params())
         self.invoke = Invoker([service], runtime, config.max_response_bytes, model_info(context))
 
     def handle(self, data, context):

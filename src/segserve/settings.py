@@ -9,12 +9,15 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from segserve.errors import WeightsError
-from segserve.models.grounding_dino import DEFAULT_BOX_THRESHOLD, DEFAULT_MAX_DETECTIONS, DEFAULT_TEXT_THRESHOLD
+from segserve.models.grounding_dino import DetectionParams
 from segserve.media.image_fetch import FetchPolicy, is_public_address, is_unicast_outside_metadata, read_s3_object
 from segserve.media.image_loading import ImageLoader
 from segserve.media.images import DEFAULT_MAX_PIXELS
 from segserve.api.invocation import DEFAULT_MAX_RESPONSE_BYTES
 from segserve.api.schemas import MAX_DETECTIONS_LIMIT
+
+
+_DETECTION = DetectionParams()
 
 
 class _Settings(BaseModel):
@@ -43,9 +46,12 @@ class ModelSettings(_Settings):
     allow_private_image_urls: bool = False
     max_response_bytes: int = Field(DEFAULT_MAX_RESPONSE_BYTES, gt=0)
     # Lang-SAM defaults for requests that do not set them
-    box_threshold: float = Field(DEFAULT_BOX_THRESHOLD, ge=0, le=1)
-    text_threshold: float = Field(DEFAULT_TEXT_THRESHOLD, ge=0, le=1)
-    max_detections: int = Field(DEFAULT_MAX_DETECTIONS, ge=1, le=MAX_DETECTIONS_LIMIT)
+    box_threshold: float = Field(_DETECTION.box_threshold, ge=0, le=1)
+    text_threshold: float = Field(_DETECTION.text_threshold, ge=0, le=1)
+    max_detections: int = Field(_DETECTION.max_detections, ge=1, le=MAX_DETECTIONS_LIMIT)
+
+    def detection_params(self) -> DetectionParams:
+        return DetectionParams(self.box_threshold, self.text_threshold, self.max_detections)
 
     def image_loader(self) -> ImageLoader:
         policy = FetchPolicy(

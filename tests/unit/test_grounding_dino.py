@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from segserve.errors import InvalidRequest
-from segserve.models.grounding_dino import normalize_prompt
+from segserve.models.grounding_dino import DetectionParams, normalize_prompt
 
 
 @pytest.mark.parametrize(
@@ -56,7 +56,7 @@ def test_boxes_match_transformers_post_processing(detector, shape):
     from tests.conftest import make_scene
 
     image = make_scene(*shape)
-    ours = detector.detect(image, "Black jeans. a dog", 0.3, 0.25, max_detections=900)
+    ours = detector.detect(image, "Black jeans. a dog", DetectionParams(0.3, 0.25, max_detections=900))
     ref_boxes, ref_scores, ref_labels = reference_detections(detector, image, "Black jeans. a dog", 0.3, 0.25)
     assert len(ours) == len(ref_boxes) > 0
     boxes, scores, labels = by_position(
@@ -71,8 +71,8 @@ def test_boxes_match_transformers_post_processing(detector, shape):
 
 
 def test_detections_are_capped_best_first(detector, scene):
-    everything = detector.detect(scene, "a dog", max_detections=900)
-    top = detector.detect(scene, "a dog", max_detections=5)
+    everything = detector.detect(scene, "a dog", DetectionParams(max_detections=900))
+    top = detector.detect(scene, "a dog", DetectionParams(max_detections=5))
     assert len(everything) > 5 and len(top) == 5
     scores = [d.score for d in top]
     assert scores == sorted(scores, reverse=True)
@@ -80,10 +80,16 @@ def test_detections_are_capped_best_first(detector, scene):
 
 
 def test_nothing_detected_is_an_empty_list(detector, scene):
-    assert detector.detect(scene, "a dog", box_threshold=1.0) == []
+    assert detector.detect(scene, "a dog", DetectionParams(box_threshold=1.0)) == []
 
 
 def test_a_too_long_prompt_is_a_client_error(detector, scene):
     with pytest.raises(InvalidRequest, match="longer than 256 tokens") as error:
         detector.detect(scene, "dog " * 300)
     assert error.value.field == "text_prompt"
+
+
+@pytest.mark.parametrize("bad", [{"box_threshold": 1.5}, {"text_threshold": -0.1}, {"max_detections": 0}])
+def test_detection_params_refuse_values_out_of_range(bad):
+    with pytest.raises(ValueError):
+        DetectionParams(**bad)

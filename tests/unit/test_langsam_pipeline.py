@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from segserve.models.grounding_dino import DetectionParams
 from segserve.models.langsam_pipeline import LangSamPipeline
 from segserve.models.runtime import StageTimer
 
@@ -18,11 +19,11 @@ def test_each_detection_gets_the_reference_mask(langsam, scene):
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     timer = StageTimer(langsam.segmenter.runtime)
-    objects = langsam.predict(scene, "black jeans. a dog", max_detections=4, timer=timer)
+    objects = langsam.predict(scene, "black jeans. a dog", DetectionParams(max_detections=4), timer=timer)
     assert len(objects) == 4
     assert set(timer.stages) == {"grounding_dino", "sam2_image_encoder", "sam2_mask_decoder"}
 
-    detections = langsam.detector.detect(scene, "black jeans. a dog", max_detections=4)
+    detections = langsam.detector.detect(scene, "black jeans. a dog", DetectionParams(max_detections=4))
     assert [o.detection for o in objects] == detections
     predictor = SAM2ImagePredictor(langsam.segmenter.model)
     predictor.set_image(scene)
@@ -35,14 +36,14 @@ def test_each_detection_gets_the_reference_mask(langsam, scene):
 
 def test_nothing_detected_skips_the_image_encoder(langsam, scene):
     timer = StageTimer(langsam.segmenter.runtime)
-    assert langsam.predict(scene, "a dog", box_threshold=1.0, timer=timer) == []
+    assert langsam.predict(scene, "a dog", DetectionParams(box_threshold=1.0), timer=timer) == []
     assert "sam2_image_encoder" not in timer.stages
 
 
 def test_a_given_embedding_is_reused(langsam, scene):
     embedding = langsam.segmenter.encode(scene)
     timer = StageTimer(langsam.segmenter.runtime)
-    objects = langsam.predict(scene, "a dog", max_detections=2, embedding=embedding, timer=timer)
+    objects = langsam.predict(scene, "a dog", DetectionParams(max_detections=2), embedding=embedding, timer=timer)
     assert len(objects) == 2 and "sam2_image_encoder" not in timer.stages
 
 

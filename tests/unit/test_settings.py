@@ -42,3 +42,14 @@ def test_private_image_urls_are_refused_by_default_and_metadata_always(metadata)
     assert not strict.allow_address(LOOPBACK) and not strict.allow_address(metadata)
     assert relaxed.allow_address(LOOPBACK) and relaxed.allow_address(ipaddress.ip_address("10.0.0.5"))
     assert not relaxed.allow_address(metadata)
+
+
+def test_model_config_detection_defaults_fill_only_what_a_request_leaves_out():
+    from segserve.api.schemas import parse_request
+    from segserve.models.grounding_dino import DetectionParams
+
+    defaults = ModelSettings(box_threshold=0.5, max_detections=7).detection_params()
+    assert defaults == DetectionParams(box_threshold=0.5, text_threshold=0.25, max_detections=7)
+    request = parse_request({"action": "langsam", "image": "x", "text_prompt": "a", "max_detections": 3})
+    assert request.detection_params(defaults) == DetectionParams(box_threshold=0.5, text_threshold=0.25,
+                                                                 max_detections=3)

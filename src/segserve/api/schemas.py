@@ -8,18 +8,20 @@ never silently changes a result. Coordinates are pixels, boxes xyxy.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, model_validator
 
 from segserve.errors import InvalidRequest
-from segserve.models.grounding_dino import DEFAULT_BOX_THRESHOLD, DEFAULT_MAX_DETECTIONS, DEFAULT_TEXT_THRESHOLD
+from segserve.models.grounding_dino import DetectionParams
 
 ACTIONS = ("langsam", "sam2", "ping")
 MASK_FORMATS = ("rle", "png", "polygons")
 RENDERINGS = ("original", "overlay", "mask_only")
 MAX_DETECTIONS_LIMIT = 200
 MAX_POINTS = 64
+_DETECTION = DetectionParams()
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Coordinate = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
@@ -62,10 +64,16 @@ class ImageRequest(_Strict):
 class LangSamRequest(ImageRequest):
     action: Literal["langsam"]
     text_prompt: str = Field(min_length=1, max_length=2000)
-    box_threshold: Probability = DEFAULT_BOX_THRESHOLD
-    text_threshold: Probability = DEFAULT_TEXT_THRESHOLD
-    max_detections: int = Field(DEFAULT_MAX_DETECTIONS, ge=1, le=MAX_DETECTIONS_LIMIT)
+    box_threshold: Probability = _DETECTION.box_threshold
+    text_threshold: Probability = _DETECTION.text_threshold
+    max_detections: int = Field(_DETECTION.max_detections, ge=1, le=MAX_DETECTIONS_LIMIT)
     refine_prompt: bool = False
+
+    def detection_params(self, defaults: DetectionParams) -> DetectionParams:
+        """The server's defaults with the fields this request set itself."""
+        given = {name: getattr(self, name) for name in ("box_threshold", "text_threshold", "max_detections")
+                 if name in self.model_fields_set}
+        return replace(defaults, **given)
 
 
 class Sam2Request(ImageRequest):

@@ -10,6 +10,7 @@ import numpy as np
 
 from segserve.errors import InvalidRequest
 from segserve.media.image_loading import ImageLoader, LoadedImage
+from segserve.models.grounding_dino import DetectionParams
 from segserve.models.langsam_pipeline import LangSamPipeline
 from segserve.media.masks import decode_rle
 from segserve.api.responses import mask_entry, renderings
@@ -73,15 +74,10 @@ class Sam2Service:
 class LangSamService:
     action = "langsam"
 
-    def __init__(self, pipeline: LangSamPipeline, loader: ImageLoader, defaults: dict | None = None):
+    def __init__(self, pipeline: LangSamPipeline, loader: ImageLoader, defaults: DetectionParams = DetectionParams()):
         self.pipeline = pipeline
         self.loader = loader
-        self.defaults = defaults or {}  # server-side defaults for fields a request leaves out
-
-    def _setting(self, request: LangSamRequest, name: str):
-        if name in request.model_fields_set or name not in self.defaults:
-            return getattr(request, name)
-        return self.defaults[name]
+        self.defaults = defaults  # the model-config's, for fields a request leaves out
 
     def run(self, request: LangSamRequest, raw_image: bytes | None, timer: StageTimer) -> dict:
         if request.refine_prompt:
@@ -89,10 +85,8 @@ class LangSamService:
                                  field="refine_prompt")
         with timer.stage("load_image"):
             image = self.loader.load(request, raw_image)
-        objects = self.pipeline.predict(
-            image.pixels, request.text_prompt, self._setting(request, "box_threshold"),
-            self._setting(request, "text_threshold"), self._setting(request, "max_detections"), timer=timer,
-        )
+        params = request.detection_params(self.defaults)
+        objects = self.pipeline.predict(image.pixels, request.text_prompt, params, timer=timer)
         with timer.stage("encode_masks"):
             entries = [
                 {

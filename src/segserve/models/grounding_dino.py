@@ -17,10 +17,21 @@ import torch
 from segserve.errors import InvalidRequest, WeightsError
 from segserve.models.runtime import Runtime, StageTimer
 
-# Lang-SAM's defaults.
-DEFAULT_BOX_THRESHOLD = 0.3
-DEFAULT_TEXT_THRESHOLD = 0.25
-DEFAULT_MAX_DETECTIONS = 50
+
+@dataclass(frozen=True)
+class DetectionParams:
+    """Which boxes are kept: detector score above `box_threshold`, labelled by the prompt tokens above
+    `text_threshold`, the best `max_detections` of them. The defaults are Lang-SAM's (and the cap ours)."""
+
+    box_threshold: float = 0.3
+    text_threshold: float = 0.25
+    max_detections: int = 50
+
+    def __post_init__(self):
+        if not (0.0 <= self.box_threshold <= 1.0 and 0.0 <= self.text_threshold <= 1.0):
+            raise ValueError(f"thresholds must lie in [0, 1]: {self}")
+        if self.max_detections < 1:
+            raise ValueError(f"max_detections must be at least 1: {self}")
 
 
 @dataclass(frozen=True)
@@ -68,12 +79,10 @@ class GroundingDinoDetector:
         self,
         image: np.ndarray,
         text_prompt: str,
-        box_threshold: float = DEFAULT_BOX_THRESHOLD,
-        text_threshold: float = DEFAULT_TEXT_THRESHOLD,
-        max_detections: int = DEFAULT_MAX_DETECTIONS,
+        params: DetectionParams = DetectionParams(),
         timer: StageTimer | None = None,
     ) -> list[Detection]:
-        """Boxes for the prompt's phrases in an RGB uint8 image, best first, at most `max_detections`."""
+        """Boxes for the prompt's phrases in an RGB uint8 image, best first, at most `params.max_detections`."""
         timer = timer or StageTimer(self.runtime)
         text = normalize_prompt(text_prompt)
         inputs = self.processor(images=image, text=text, return_tensors="pt")
@@ -84,10 +93,10 @@ class GroundingDinoDetector:
             outputs = self.model(**inputs.to(self.runtime.device))
         probs = torch.sigmoid(outputs.logits[0].float())  # (queries, text tokens)
         scores = probs.max(dim=-1).values
-        kept = torch.nonzero(scores > box_threshold).flatten()
-        kept = kept[torch.argsort(scores[kept], descending=True, stable=True)][:max_detections]
+        kept = torch.nonzero(scores > params.box_threshold).flatten()
+        kept = kept[torch.argsort(scores[kept], descending=True, stable=True)][:params.max_detections]
         boxes = self._to_pixels(outputs.pred_boxes[0][kept].float(), image.shape[:2])
-        labels = self._labels(probs[kept] > text_threshold, inputs["input_ids"][0])
+        labels = self._labels(probs[kept] > params.text_threshold, inputs["input_ids"][0])
         return [
             Detection(label, tuple(float(v) for v in box), float(score))
             for label, box, score in zip(labels, boxes.tolist(), scores[kept].tolist())

@@ -1,8 +1,7 @@
 """Lang-SAM: a text prompt → GroundingDINO boxes → one SAM2 mask per box, on ONE image encoding.
 
 The algorithm of luca-medeiros/lang-segment-anything (not on PyPI), written here over our own
-detector and SAM2 pipeline: boxes above `box_threshold`, labelled by the prompt tokens above
-`text_threshold`, each box decoded by SAM2 with a single mask. Nothing detected is an empty result.
+detector and SAM2 pipeline: boxes chosen by `DetectionParams`, each box decoded by SAM2 with a single mask. Nothing detected is an empty result.
 """
 
 from __future__ import annotations
@@ -12,9 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segserve.errors import WeightsError
-from segserve.models.grounding_dino import (
-    DEFAULT_BOX_THRESHOLD, DEFAULT_MAX_DETECTIONS, DEFAULT_TEXT_THRESHOLD, Detection, GroundingDinoDetector,
-)
+from segserve.models.grounding_dino import Detection, DetectionParams, GroundingDinoDetector
 from segserve.media.masks import mask_bbox
 from segserve.models.runtime import Runtime, StageTimer
 from segserve.models.sam2_pipeline import ImageEmbedding, Sam2Pipeline
@@ -53,15 +50,13 @@ class LangSamPipeline:
         self,
         image: np.ndarray,
         text_prompt: str,
-        box_threshold: float = DEFAULT_BOX_THRESHOLD,
-        text_threshold: float = DEFAULT_TEXT_THRESHOLD,
-        max_detections: int = DEFAULT_MAX_DETECTIONS,
+        params: DetectionParams = DetectionParams(),
         embedding: ImageEmbedding | None = None,
         timer: StageTimer | None = None,
     ) -> list[SegmentedObject]:
         """Objects matching the prompt, best detector score first. `embedding` skips the image encoder
         when the caller already has it (e.g. from a cache); it is computed only if something was detected."""
-        detections = self.detector.detect(image, text_prompt, box_threshold, text_threshold, max_detections, timer)
+        detections = self.detector.detect(image, text_prompt, params, timer)
         if not detections:
             return []
         if embedding is None:

@@ -11,7 +11,7 @@ WEIGHTS ?= official
 WEIGHTS_DIR ?= weights
 PYTEST_ARGS ?=
 
-.PHONY: help install weights test serve model-store bench clean
+.PHONY: help install weights test serve model-store bench clean openapi
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -54,3 +54,6 @@ serve: model-store  ## run the endpoint locally through the container's own entr
 bench: $(STAMP)  ## per-stage CPU timings on the full-size random models (5-10 min)
 	$(VENV)/bin/segserve-weights prepare full --dir $(WEIGHTS_DIR)
 	$(PY) benchmarks/bench_pipelines.py --weights $(WEIGHTS_DIR)/full
+
+openapi: $(STAMP)  ## regenerate docs/openapi.yaml from the request schema, content types and error codes
+	$(PY) -m segserve.api.openapi > docs/openapi.yaml

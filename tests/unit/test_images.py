@@ -352,8 +352,8 @@ def test_urlsafe_fixture_really_differs_from_standard():
 
 @pytest.mark.parametrize(
     "text",
-    ["", "not base64!", "abcde", "data:image/png,rawbytes", "data:image/png;base64,%%%"],
-    ids=["empty", "bad-characters", "impossible-length", "data-url-not-base64", "data-url-bad-payload"],
+    ["", "not base64!", "abcde", "data:image/png,rawbytes", "data:image/png;base64,%%%", "iVBOR\u00e9w0K"],
+    ids=["empty", "bad-characters", "impossible-length", "data-url-not-base64", "data-url-bad-payload", "non-ascii"],
 )
 def test_invalid_base64_is_an_invalid_image_on_the_image_field(text):
     with pytest.raises(InvalidImage) as raised:

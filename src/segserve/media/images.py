@@ -9,7 +9,6 @@ every failure becomes a `ServiceError` with a message a client can act on.
 from __future__ import annotations
 
 import base64
-import binascii
 import io
 import re
 import struct
@@ -86,7 +85,7 @@ def decode_base64_image(text: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
     compact = _WHITESPACE.sub("", payload).replace("-", "+").replace("_", "/")
     try:
         data = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
-    except binascii.Error as error:
+    except ValueError as error:  # binascii.Error, or non-ASCII text (which b64decode refuses with a ValueError)
         raise InvalidImage(f"the image is not valid base64: {error}", field="image") from error
     return decode_image(data, max_pixels, field="image")
 

@@ -2,6 +2,7 @@
 
 import os
 
+from segserve.routing.faults import RetryAfter
 from segserve.routing.loopback import LoopbackClient
 from segserve.routing.router import Router
 from segserve.settings import RouterSettings
@@ -22,6 +23,7 @@ class RouterHandler:
             # A batch must be answered a little before TorchServe's timeout for the router would kill it.
             batch_seconds=float(os.environ.get("SEGSERVE_ROUTER_TIMEOUT_S", "65")) - 5.0,
             default_attributes=os.environ.get("SEGSERVE_DEFAULT_ATTRIBUTES"),
+            retry_after=RetryAfter(config.retry_after_restart_s, config.retry_after_overload_s),
         )
 
     def handle(self, data, context):

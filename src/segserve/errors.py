@@ -25,6 +25,11 @@ class ServiceError(Exception):
             error["field"] = self.field
         return {"error": error}
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers this error asks for (none by default)."""
+        return {}
+
 
 class InvalidRequest(ServiceError):
     status = 400
@@ -56,9 +61,46 @@ class UnsupportedMediaType(ServiceError):
     code = "unsupported_media_type"
 
 
-class NotReady(ServiceError):
+class Unavailable(ServiceError):
+    """503: the request may well be fine, but cannot be served now; retry after `retry_after_s`.
+
+    The wait goes out twice: as the `Retry-After` header, and as `retry_after_s` in the body, because
+    SageMaker's InvokeEndpoint hands a client the status and body of an error but not its headers.
+    """
+
     status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after_s: int, field: str | None = None):
+        super().__init__(message, field)
+        self.retry_after_s = max(1, int(retry_after_s))
+
+    def to_dict(self) -> dict:
+        body = super().to_dict()
+        body["error"]["retry_after_s"] = self.retry_after_s
+        return body
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class NotReady(Unavailable):
+    """The model is not registered or has no loaded worker (starting, restarting, or given up on)."""
+
     code = "not_ready"
+
+
+class ModelRestarting(Unavailable):
+    """The model's worker process stopped while serving this request; TorchServe is starting a new one."""
+
+    code = "model_restarting"
+
+
+class Overloaded(Unavailable):
+    """The model's queue is full: more requests arrive than its workers can serve."""
+
+    code = "overloaded"
 
 
 class WeightsError(ServiceError):
@@ -68,6 +110,8 @@ class WeightsError(ServiceError):
 
 
 class OutOfMemory(ServiceError):
+    """Only a real out-of-memory (the model's own MemoryError / CUDA OOM), never a crashed worker."""
+
     status = 507
     code = "out_of_memory"
 

@@ -76,3 +76,6 @@ class RouterSettings(_Settings):
 
     routes: dict[str, str] = {"langsam": "langsam", "sam2": "sam2"}  # action → model name
     forward_timeout_s: float = Field(62.0, gt=0)  # a little over the models' 60 s response timeout
+    # Retry-After of the 503s: a model worker (re)loading its weights; a model's full queue.
+    retry_after_restart_s: int = Field(5, ge=1)
+    retry_after_overload_s: int = Field(1, ge=1)

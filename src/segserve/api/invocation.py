@@ -129,7 +129,7 @@ class Invoker:
             return Reply(200, result, timings=timings)
         except ServiceError as error:
             log.info("request %s: %s %s", request_id, error.status, error.message)
-            return Reply(error.status, error_body(error, request_id))
+            return Reply(error.status, error_body(error, request_id), headers=error.headers)
         except (MemoryError, torch.OutOfMemoryError):
             log.exception("request %s ran out of memory", request_id)
             error = OutOfMemory("out of memory: try a smaller image or fewer detections")

@@ -13,13 +13,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-from segserve.errors import (
-    InvalidRequest, NotReady, OutOfMemory, PayloadTooLarge, ServiceError, TimedOut, UnsupportedMediaType,
-)
+from segserve.errors import InvalidRequest, NotReady, PayloadTooLarge, ServiceError, TimedOut, UnsupportedMediaType
 from segserve.api.invocation import (
     CUSTOM_ATTRIBUTES, DEFAULT_MAX_RESPONSE_BYTES, IMAGE_TYPES, JSON, JSON_LINES, Reply, decode_json, dump_json,
     error_body, header, media_type, parse_custom_attributes,
 )
+from segserve.routing.faults import Describe, RetryAfter, WorkerStates, no_ready_worker, torchserve_error
 from segserve.routing.loopback import Response
 from segserve.api.schemas import ACTIONS, parse_request
 
@@ -29,8 +28,6 @@ _ERROR_LINE_ROOM = 320  # bytes kept free per record for a "not answered" error 
 
 # (model name, body, headers) → the model's response
 Forward = Callable[[str, bytes, dict], Response]
-# model name → TorchServe's description of it (GET /models/<name>), or None if not registered
-Describe = Callable[[str], list | None]
 
 
 class Router:
@@ -42,6 +39,8 @@ class Router:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         batch_seconds: float = float("inf"),
         default_attributes: str | None = None,
+        retry_after: RetryAfter = RetryAfter(),
+        worker_states_ttl_s: float = 1.0,
     ):
         self.forward = forward
         self.describe = describe
@@ -50,6 +49,8 @@ class Router:
         self.batch_seconds = batch_seconds  # a batch must be answered within this (the router's own timeout)
         # For raw images sent without custom attributes: batch transform over a bucket cannot set any.
         self.default_attributes = default_attributes
+        self.retry_after = retry_after
+        self.workers = WorkerStates(describe, worker_states_ttl_s)
 
     def __call__(
         self, body: bytes, content_type: str | None, headers: Mapping[str, str], request_id: str | None = None
@@ -57,7 +58,7 @@ class Router:
         try:
             reply = self._route(body, media_type(content_type), content_type, headers)
         except ServiceError as error:
-            return Reply(error.status, error_body(error, request_id))
+            return Reply(error.status, error_body(error, request_id), headers=error.headers)
         except Exception:
             log.exception("request %s failed in the router", request_id)
             return Reply(500, error_body(ServiceError("internal error in the router"), request_id))
@@ -105,12 +106,22 @@ class Router:
         if model is None:
             shown = "missing" if action is None else repr(action)
             raise InvalidRequest(f"action is {shown}; valid actions: {', '.join(ACTIONS)}", field="action")
+        workers = self.workers.get(model)
+        if workers is not None and workers.ready == 0:
+            # Not even queued: TorchServe would hold it for a worker that may never come back.
+            raise no_ready_worker(model, workers, self.retry_after)
         try:
             response = self.forward(model, body, headers)
+        except TimeoutError as exc:
+            raise TimedOut(f"model {model!r} did not answer in time; retry later") from exc
         except OSError as exc:
-            raise NotReady(f"model {model!r} did not answer: {exc.__class__.__name__}") from exc
+            raise NotReady(f"model {model!r} did not answer ({exc.__class__.__name__}); "
+                           f"retry after {self.retry_after.restart_s} s", self.retry_after.restart_s) from exc
         if response.status >= 400 and not _is_our_error(response.body):
-            raise _torchserve_error(model, response)
+            error = torchserve_error(model, response, self.workers, self.retry_after)
+            log.warning("model %s: TorchServe answered %s %r → %s", model, response.status,
+                        response.body[:200], error.code)
+            raise error
         return Reply(response.status, response.body, response.content_type or JSON)
 
     def _batch(self, body: bytes) -> bytes:
@@ -180,7 +191,7 @@ def _with_request_id(reply: Reply, request_id: str | None) -> Reply:
     if model_request and model_request != request_id:
         log.info("request %s was forwarded as %s", request_id, model_request)
     value["error"]["request_id"] = request_id
-    return Reply(reply.status, dump_json(value), reply.content_type)
+    return Reply(reply.status, dump_json(value), reply.content_type, reply.timings, reply.headers)
 
 
 def _is_our_error(body: bytes) -> bool:
@@ -188,11 +199,3 @@ def _is_our_error(body: bytes) -> bool:
         return isinstance(json.loads(body).get("error"), dict)
     except (ValueError, AttributeError):
         return False
-
-
-def _torchserve_error(model: str, response: Response) -> ServiceError:
-    """TorchServe's own errors (unregistered model, no worker, timeout) in our error shape."""
-    if response.status in (404, 503):
-        return NotReady(f"model {model!r} is not ready (TorchServe answered {response.status}); try again shortly")
-    kind = {413: PayloadTooLarge, 507: OutOfMemory}.get(response.status, ServiceError)
-    return kind(f"model {model!r} failed (TorchServe answered {response.status})")

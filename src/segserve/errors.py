@@ -61,15 +61,16 @@ class UnsupportedMediaType(ServiceError):
     code = "unsupported_media_type"
 
 
-class Unavailable(ServiceError):
-    """503: the request may well be fine, but cannot be served now; retry after `retry_after_s`.
+class NotReady(ServiceError):
+    """503: the model is not registered or has no loaded worker (starting, restarting, or given up on).
 
-    The wait goes out twice: as the `Retry-After` header, and as `retry_after_s` in the body, because
-    SageMaker's InvokeEndpoint hands a client the status and body of an error but not its headers.
+    The base of every 503: the request may well be fine, but cannot be served now; retry after
+    `retry_after_s`. The wait goes out twice: as the `Retry-After` header, and as `retry_after_s` in the
+    body, because SageMaker's InvokeEndpoint hands a client the status and body of an error, not its headers.
     """
 
     status = 503
-    code = "unavailable"
+    code = "not_ready"
 
     def __init__(self, message: str, retry_after_s: int, field: str | None = None):
         super().__init__(message, field)
@@ -85,19 +86,13 @@ class Unavailable(ServiceError):
         return {"Retry-After": str(self.retry_after_s)}
 
 
-class NotReady(Unavailable):
-    """The model is not registered or has no loaded worker (starting, restarting, or given up on)."""
-
-    code = "not_ready"
-
-
-class ModelRestarting(Unavailable):
+class ModelRestarting(NotReady):
     """The model's worker process stopped while serving this request; TorchServe is starting a new one."""
 
     code = "model_restarting"
 
 
-class Overloaded(Unavailable):
+class Overloaded(NotReady):
     """The model's queue is full: more requests arrive than its workers can serve."""
 
     code = "overloaded"

@@ -263,6 +263,8 @@ def _error_schemas() -> dict:
         "message": {"type": "string", "minLength": 1, "description": "Safe to show; never a traceback."},
         "field": {"type": "string", "description": "The request field at fault, dotted when nested."},
         "request_id": {"type": "string", "description": "The server log's id of the request."},
+        "retry_after_s": {"type": "integer", "minimum": 1,
+                          "description": "Every 503: seconds to wait before retrying (also the Retry-After header)."},
     }
     return {
         "ErrorResponse": _closed({"error": _closed(error, ["code", "message"])}),

@@ -1,0 +1,99 @@
+"""A moto server on 127.0.0.1 for the segserve-deploy tests, with the one SageMaker call moto 5.2.5 lacks.
+
+moto runs in this process (moto.server.ThreadedMotoServer) so that its SageMaker backend can be given an
+UpdateEndpoint (moto answers 500 NotImplementedError): it switches the endpoint to the new config and its
+variants, and records each call, so a test can tell an update from a delete-and-create. boto3 reaches it over real
+HTTP through AWS_ENDPOINT_URL, exactly as it would reach AWS; the CLI is never told about moto.
+"""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from tests.integration.deploy.cli import BUCKET, REGION
+from tests.processes import free_port
+
+UPDATE_CALLS: list[tuple[str, str]] = []  # (endpoint, config) of every UpdateEndpoint moto answered
+
+
+def _update_endpoint(backend, endpoint_name: str, endpoint_config_name: str) -> str:
+    from moto.sagemaker.exceptions import ValidationError
+
+    endpoint = backend.endpoints.get(endpoint_name)
+    if endpoint is None:
+        raise ValidationError(message=f"Could not find endpoint '{endpoint_name}'.")
+    config = backend.describe_endpoint_config(endpoint_config_name)
+    endpoint.endpoint_config_name = endpoint_config_name
+    endpoint.production_variants = endpoint._process_production_variants(config["ProductionVariants"])
+    UPDATE_CALLS.append((endpoint_name, endpoint_config_name))
+    return endpoint.arn
+
+
+@pytest.fixture(scope="package")
+def moto_endpoint():
+    from moto.core.responses import ActionResult
+    from moto.sagemaker.models import SageMakerModelBackend
+    from moto.sagemaker.responses import SageMakerResponse
+    from moto.server import ThreadedMotoServer
+
+    def respond(self):
+        arn = self.sagemaker_backend.update_endpoint(self._get_param("EndpointName"),
+                                                     self._get_param("EndpointConfigName"))
+        return ActionResult({"EndpointArn": arn})
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(SageMakerModelBackend, "update_endpoint", _update_endpoint, raising=False)
+    patch.setattr(SageMakerResponse, "update_endpoint", respond, raising=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+        patch.undo()
+
+
+@pytest.fixture
+def aws(moto_endpoint, monkeypatch, tmp_path):
+    """A fresh moto account (reset per test) that every boto3 client in this process reaches through
+    AWS_ENDPOINT_URL; no real profile or credentials file can be read."""
+    import boto3
+
+    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
+    UPDATE_CALLS.clear()
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    session = boto3.Session(region_name=REGION)
+    session.client("s3").create_bucket(Bucket=BUCKET)
+    return session
+
+
+@pytest.fixture
+def update_calls(aws) -> list[tuple[str, str]]:
+    return UPDATE_CALLS
+
+
+@pytest.fixture
+def model_store(tmp_path):
+    """A small model store folder shaped like serving/build_model_store.py's: the three model folders, a weights
+    file only its owner may read (as transformers writes it) and a symbolic link."""
+    store = tmp_path / "model_store"
+    for model in ("router", "langsam", "sam2"):
+        (store / model).mkdir(parents=True)
+        (store / model / "handler.py").write_text(f"# {model} handler\n")
+        (store / model / "__pycache__").mkdir()
+        (store / model / "__pycache__" / "handler.cpython-311.pyc").write_bytes(b"cache")
+    weights = store / "langsam" / "weights"
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes(b"\0" * 4096)
+    (weights / "model.safetensors").chmod(0o600)
+    (store / "sam2" / "config.yaml").symlink_to(store / "router" / "handler.py")
+    return store

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from deploy import down, image, transform, up
 from deploy.aws import DeployError
@@ -53,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         error = exc.response.get("Error", {})
         print(f"segserve-deploy {args.command}: AWS refused {exc.operation_name}: "
               f"{error.get('Code', '?')}: {error.get('Message', '')}", file=sys.stderr)
+    except NoRegionError:
+        print(f"segserve-deploy {args.command}: no AWS region: give --region or set AWS_DEFAULT_REGION",
+              file=sys.stderr)
+    except NoCredentialsError:
+        print(f"segserve-deploy {args.command}: no AWS credentials: configure a profile (aws configure) or set "
+              "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY", file=sys.stderr)
     except BotoCoreError as exc:
         print(f"segserve-deploy {args.command}: {exc}", file=sys.stderr)
     except KeyboardInterrupt:

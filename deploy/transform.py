@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
               f"(logs: CloudWatch /aws/sagemaker/TransformJobs, stream {job_name}/…)")
         return 1
     records, failures = summarise(aws.client("s3"), args.output)
-    print(f"job {job_name} Completed: {records} records, {len(failures)} failed")
+    print(f"job {job_name} Completed: {records} record{'' if records == 1 else 's'}, {len(failures)} failed")
     for failure in failures[:SHOWN_FAILURES]:
         print(f"  {failure}")
     if len(failures) > SHOWN_FAILURES:

@@ -179,13 +179,16 @@ def update(sagemaker, autoscaling, cloudwatch, args, endpoint: dict, resource: s
     if any(v.get("InstanceType") != args.instance_type for v in old_variants):
         # AWS refuses an instance-type change on a scalable target; the policies are put back after the update.
         scaling.remove(autoscaling, cloudwatch, args.name)
-    sagemaker.update_endpoint(EndpointName=args.name, EndpointConfigName=resource)
+    try:
+        sagemaker.update_endpoint(EndpointName=args.name, EndpointConfigName=resource)
+    except ClientError:
+        _delete_unused(sagemaker, resource)
+        raise
     print(f"updating endpoint {args.name} to {resource} (the old instances serve until the new ones are "
           "healthy) ...", flush=True)
     serving = wait_in_service(sagemaker, args.name)
     if serving["EndpointConfigName"] != resource:
-        sagemaker.delete_endpoint_config(EndpointConfigName=resource)
-        sagemaker.delete_model(ModelName=resource)
+        _delete_unused(sagemaker, resource)
         raise DeployError(f"SageMaker rolled the update back to {serving['EndpointConfigName']}: "
                           f"{serving.get('FailureReason', 'no reason given')}")
     replaced = []
@@ -197,6 +200,12 @@ def update(sagemaker, autoscaling, cloudwatch, args, endpoint: dict, resource: s
             sagemaker.delete_model(ModelName=model)
             replaced.append(f"model {model}")
     return replaced
+
+
+def _delete_unused(sagemaker, resource: str) -> None:
+    """The config and model of an update that did not happen (nothing else refers to them)."""
+    sagemaker.delete_endpoint_config(EndpointConfigName=resource)
+    sagemaker.delete_model(ModelName=resource)
 
 
 def report(args, resource: str, instances: int, plan: scaling.ScalingPlan, policies: list[str],

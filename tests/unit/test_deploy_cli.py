@@ -46,3 +46,13 @@ def test_console_script_is_installed():
     result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "segserve-deploy" in result.stdout
+
+
+def test_no_region_is_a_one_line_message(monkeypatch, tmp_path, capsys):
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    assert main(["down", "--name", "seg"]) == 1
+    err = capsys.readouterr().err
+    assert err == "segserve-deploy down: no AWS region: give --region or set AWS_DEFAULT_REGION\n"

@@ -8,13 +8,25 @@ HTTP through AWS_ENDPOINT_URL, exactly as it would reach AWS; the CLI is never t
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import pytest
 import requests
 
 from tests.integration.deploy.cli import BUCKET, REGION
 from tests.processes import free_port
 
-UPDATE_CALLS: list[tuple[str, str]] = []  # (endpoint, config) of every UpdateEndpoint moto answered
+
+
+@dataclass
+class UpdateEndpointStandIn:
+    """What moto's UpdateEndpoint (added here) did, and whether it should fail as SageMaker does: roll back."""
+
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (endpoint, config) of every call
+    roll_back_reason: str | None = None
+
+
+UPDATES = UpdateEndpointStandIn()
 
 
 def _update_endpoint(backend, endpoint_name: str, endpoint_config_name: str) -> str:
@@ -24,9 +36,12 @@ def _update_endpoint(backend, endpoint_name: str, endpoint_config_name: str) -> 
     if endpoint is None:
         raise ValidationError(message=f"Could not find endpoint '{endpoint_name}'.")
     config = backend.describe_endpoint_config(endpoint_config_name)
+    UPDATES.calls.append((endpoint_name, endpoint_config_name))
+    if UPDATES.roll_back_reason:  # the new instances never got healthy: the old config keeps serving
+        endpoint.failure_reason = UPDATES.roll_back_reason
+        return endpoint.arn
     endpoint.endpoint_config_name = endpoint_config_name
     endpoint.production_variants = endpoint._process_production_variants(config["ProductionVariants"])
-    UPDATE_CALLS.append((endpoint_name, endpoint_config_name))
     return endpoint.arn
 
 
@@ -62,7 +77,8 @@ def aws(moto_endpoint, monkeypatch, tmp_path):
     import boto3
 
     requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
-    UPDATE_CALLS.clear()
+    UPDATES.calls.clear()
+    UPDATES.roll_back_reason = None
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
@@ -77,8 +93,8 @@ def aws(moto_endpoint, monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def update_calls(aws) -> list[tuple[str, str]]:
-    return UPDATE_CALLS
+def update_endpoint(aws) -> UpdateEndpointStandIn:
+    return UPDATES
 
 
 @pytest.fixture

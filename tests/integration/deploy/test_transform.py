@@ -83,7 +83,7 @@ def test_wait_with_every_record_answered_exits_0(aws, capsys, model_store):
     result = run_cli(capsys, "transform", "--name", NAME, "--input", f"s3://{BUCKET}/in/",
                      "--output", f"s3://{BUCKET}/out/", "--wait")
     assert result.status == 0, result.err
-    assert "Completed: 1 records, 0 failed" in result.out
+    assert "Completed: 1 record, 0 failed" in result.out
 
 
 def test_transform_without_a_deployment_says_to_run_up(aws, capsys):

@@ -67,7 +67,7 @@ def test_up_creates_model_config_endpoint_data_and_autoscaling(aws, capsys, mode
     assert tracking["TargetValue"] == 60
 
 
-def test_second_up_updates_in_place_and_deletes_the_replaced_config(aws, capsys, model_store, update_calls):
+def test_second_up_updates_in_place_and_deletes_the_replaced_config(aws, capsys, model_store, update_endpoint):
     assert run_cli(capsys, *up_args(NAME, str(model_store), "--max-instances", "3")).status == 0
     sagemaker = aws.client("sagemaker")
     first, first_config, first_variant = _endpoint(sagemaker)
@@ -76,7 +76,7 @@ def test_second_up_updates_in_place_and_deletes_the_replaced_config(aws, capsys,
     result = run_cli(capsys, *up_args(NAME, model_data, "--instances", "2", "--max-instances", "4"))
     assert result.status == 0, result.err
     second, second_config, second_variant = _endpoint(sagemaker)
-    assert update_calls == [(NAME, second["EndpointConfigName"])]
+    assert update_endpoint.calls == [(NAME, second["EndpointConfigName"])]
     assert second["EndpointConfigName"] != first["EndpointConfigName"]
     assert second["CreationTime"] == first["CreationTime"]  # the same endpoint, not a new one
     assert second["ProductionVariants"][0]["DesiredInstanceCount"] == 2
@@ -88,6 +88,24 @@ def test_second_up_updates_in_place_and_deletes_the_replaced_config(aws, capsys,
     assert f"deleted the replaced endpoint config {first['EndpointConfigName']}" in result.out
     (target,) = aws.client("application-autoscaling").describe_scalable_targets(**TARGET)["ScalableTargets"]
     assert (target["MinCapacity"], target["MaxCapacity"]) == (2, 4)
+
+
+def test_an_update_sagemaker_rolls_back_leaves_the_serving_config_and_deletes_the_new_one(
+        aws, capsys, model_store, update_endpoint):
+    assert run_cli(capsys, *up_args(NAME, str(model_store))).status == 0
+    sagemaker = aws.client("sagemaker")
+    before, _, variant = _endpoint(sagemaker)
+    update_endpoint.roll_back_reason = "The primary container did not pass the ping health check."
+
+    result = run_cli(capsys, *up_args(NAME, str(model_store), "--instances", "2"))
+    assert result.status == 1
+    assert "rolled the update back" in result.err and "ping health check" in result.err
+    ((_, attempted),) = update_endpoint.calls
+    assert _missing(sagemaker.describe_endpoint_config, EndpointConfigName=attempted)
+    assert _missing(sagemaker.describe_model, ModelName=attempted)
+    after, _, _ = _endpoint(sagemaker)
+    assert after["EndpointConfigName"] == before["EndpointConfigName"]
+    assert sagemaker.describe_model(ModelName=variant["ModelName"])  # the serving model is kept
 
 
 def test_async_output_makes_an_asynchronous_endpoint_that_scales_to_zero(aws, capsys, model_store):

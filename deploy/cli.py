@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"segserve-deploy {args.command}: {exc}", file=sys.stderr)
     except ClientError as exc:
         error = exc.response.get("Error", {})
+        message = " ".join(str(error.get("Message", "")).split())[:300]  # one line, even for an HTML error page
         print(f"segserve-deploy {args.command}: AWS refused {exc.operation_name}: "
-              f"{error.get('Code', '?')}: {error.get('Message', '')}", file=sys.stderr)
+              f"{error.get('Code', '?')}: {message}", file=sys.stderr)
     except NoRegionError:
         print(f"segserve-deploy {args.command}: no AWS region: give --region or set AWS_DEFAULT_REGION",
               file=sys.stderr)

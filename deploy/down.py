@@ -31,27 +31,32 @@ def register(commands, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     aws = session(args)
-    sagemaker = aws.client("sagemaker")
-    deleted = []
+    sagemaker, s3 = aws.client("sagemaker"), aws.client("s3")
+    deleted = 0
+    data_deleted: set[str] = set()  # several models may share one uploaded file (`up --model-data s3://…` again)
+
+    def done(what: str) -> None:
+        nonlocal deleted
+        deleted += 1
+        print(f"deleted {what}", flush=True)
+
     if scaling.remove(aws.client("application-autoscaling"), aws.client("cloudwatch"), args.name):
-        deleted.append("autoscaling policies and target")
+        done("autoscaling policies and target")
     if _delete_endpoint(sagemaker, args.name):
-        deleted.append(f"endpoint {args.name}")
+        done(f"endpoint {args.name}")
     for config in _stamped(sagemaker, "list_endpoint_configs", "EndpointConfigs", "EndpointConfigName", args.name):
         if _ignore_missing(sagemaker.delete_endpoint_config, EndpointConfigName=config):
-            deleted.append(f"endpoint config {config}")
-    s3 = aws.client("s3")
+            done(f"endpoint config {config}")
     for model in _stamped(sagemaker, "list_models", "Models", "ModelName", args.name):
         data_url = _model_data_url(sagemaker, model)
         if _ignore_missing(sagemaker.delete_model, ModelName=model):
-            deleted.append(f"model {model}")
-        if data_url and not args.keep_model_data:
+            done(f"model {model}")
+        if data_url and data_url not in data_deleted and not args.keep_model_data:
             bucket, key = split_s3_url(data_url, "ModelDataUrl")
             if is_uploaded_model_data(args.name, key):
                 s3.delete_object(Bucket=bucket, Key=key)
-                deleted.append(f"model data {data_url}")
-    for line in deleted:
-        print(f"deleted {line}")
+                data_deleted.add(data_url)
+                done(f"model data {data_url}")
     print(f"nothing of {args.name} is left" if deleted else f"nothing to delete: no deployment named {args.name}")
     return 0
 

@@ -23,6 +23,7 @@ class UpdateEndpointStandIn:
     """What moto's UpdateEndpoint (added here) did, and whether it should fail as SageMaker does: roll back."""
 
     calls: list[tuple[str, str]] = field(default_factory=list)  # (endpoint, config) of every call
+    scalable_during: list[bool] = field(default_factory=list)  # was the variant a scalable target at each call
     roll_back_reason: str | None = None
 
 
@@ -30,6 +31,7 @@ UPDATES = UpdateEndpointStandIn()
 
 
 def _update_endpoint(backend, endpoint_name: str, endpoint_config_name: str) -> str:
+    from moto.applicationautoscaling.models import applicationautoscaling_backends
     from moto.sagemaker.exceptions import ValidationError
 
     endpoint = backend.endpoints.get(endpoint_name)
@@ -37,6 +39,9 @@ def _update_endpoint(backend, endpoint_name: str, endpoint_config_name: str) -> 
         raise ValidationError(message=f"Could not find endpoint '{endpoint_name}'.")
     config = backend.describe_endpoint_config(endpoint_config_name)
     UPDATES.calls.append((endpoint_name, endpoint_config_name))
+    autoscaling = applicationautoscaling_backends[backend.account_id][backend.region_name]
+    UPDATES.scalable_during.append(any(resource.startswith(f"endpoint/{endpoint_name}/")
+                                       for targets in autoscaling.targets.values() for resource in targets))
     if UPDATES.roll_back_reason:  # the new instances never got healthy: the old config keeps serving
         endpoint.failure_reason = UPDATES.roll_back_reason
         return endpoint.arn
@@ -78,6 +83,7 @@ def aws(moto_endpoint, monkeypatch, tmp_path):
 
     requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
     UPDATES.calls.clear()
+    UPDATES.scalable_during.clear()
     UPDATES.roll_back_reason = None
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)

@@ -90,6 +90,23 @@ def test_second_up_updates_in_place_and_deletes_the_replaced_config(aws, capsys,
     assert (target["MinCapacity"], target["MaxCapacity"]) == (2, 4)
 
 
+def test_an_instance_type_change_deregisters_autoscaling_for_the_update_and_puts_it_back(
+        aws, capsys, model_store, update_endpoint):
+    """AWS refuses UpdateEndpoint to another instance type while the variant is a scalable target."""
+    assert run_cli(capsys, *up_args(NAME, str(model_store), "--max-instances", "3")).status == 0
+    assert run_cli(capsys, *up_args(NAME, str(model_store), "--max-instances", "3")).status == 0  # same type
+    result = run_cli(capsys, *up_args(NAME, str(model_store), "--max-instances", "3",
+                                      "--instance-type", "ml.g4dn.2xlarge"))
+    assert result.status == 0, result.err
+    assert update_endpoint.scalable_during == [True, False]
+    _, _, variant = _endpoint(aws.client("sagemaker"))
+    assert variant["InstanceType"] == "ml.g4dn.2xlarge"
+    autoscaling = aws.client("application-autoscaling")
+    (target,) = autoscaling.describe_scalable_targets(**TARGET)["ScalableTargets"]
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 3)
+    assert len(autoscaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]) == 1
+
+
 def test_an_update_sagemaker_rolls_back_leaves_the_serving_config_and_deletes_the_new_one(
         aws, capsys, model_store, update_endpoint):
     assert run_cli(capsys, *up_args(NAME, str(model_store))).status == 0
@@ -157,11 +174,18 @@ def test_down_deletes_everything_of_that_name_and_only_that(aws, capsys, model_s
 
 
 def test_down_keeps_model_data_when_asked_and_never_a_users_own(aws, capsys, model_store):
+    s3 = aws.client("s3")
     own = "models/mine/model.tar.gz"
-    aws.client("s3").put_object(Bucket=BUCKET, Key=own, Body=b"tar")
+    s3.put_object(Bucket=BUCKET, Key=own, Body=b"tar")
     assert run_cli(capsys, *up_args(NAME, f"s3://{BUCKET}/{own}")).status == 0
     assert run_cli(capsys, "down", "--name", NAME).status == 0
-    assert aws.client("s3").head_object(Bucket=BUCKET, Key=own)["ContentLength"] == 3
+    assert s3.head_object(Bucket=BUCKET, Key=own)["ContentLength"] == 3
+
+    assert run_cli(capsys, *up_args(NAME, str(model_store))).status == 0
+    result = run_cli(capsys, "down", "--name", NAME, "--keep-model-data")
+    assert result.status == 0 and "deleted model data" not in result.out
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert len(keys) == 2 and own in keys
 
 
 @pytest.mark.parametrize(("extra", "message"), [

@@ -47,9 +47,10 @@ model-store: $(STAMP)  ## build the three TorchServe model folders from weights/
 	$(PY) serving/build_model_store.py --weights $(WEIGHTS_DIR)/$(WEIGHTS) --model-store $(MODEL_STORE)
 	PYTHON=$(abspath $(PY)) bash serving/plugins/build.sh
 
-serve: model-store  ## run the endpoint locally through the container's own entrypoint (Ctrl-C stops it)
+serve: model-store  ## run the endpoint and the web UI (/ui/) locally through the container's entrypoint (Ctrl-C stops it)
 	PATH="$(abspath $(VENV))/bin:$$PATH" SEGSERVE_MODEL_STORE=$(MODEL_STORE) SEGSERVE_CONFIG=config.properties \
-	SEGSERVE_PLUGINS=serving/plugins/build SEGSERVE_RUN_DIR=$(abspath $(RUN_DIR)) bash serving/entrypoint.sh serve
+	SEGSERVE_PLUGINS=serving/plugins/build SEGSERVE_RUN_DIR=$(abspath $(RUN_DIR)) SEGSERVE_UI_DIR=$(abspath web) \
+	bash serving/entrypoint.sh serve
 
 bench: $(STAMP)  ## per-stage CPU timings on the full-size random models (5-10 min)
 	$(VENV)/bin/segserve-weights prepare full --dir $(WEIGHTS_DIR)

@@ -16,6 +16,7 @@
 #   SEGSERVE_WORKERS_LANGSAM / SEGSERVE_WORKERS_SAM2           workers per model (1 / 1)
 #   SAGEMAKER_BATCH, SAGEMAKER_MAX_PAYLOAD_IN_MB               batch transform: raise the request limit
 #   SEGSERVE_BATCH_TIMEOUT_S   the router's timeout in batch mode (600; match InvocationsTimeoutInSeconds)
+#   SEGSERVE_UI_DIR        the web UI's folder, served at /ui/   (unset: no UI, as in the container)
 #   SEGSERVE_DEFAULT_ATTRIBUTES  custom attributes for raw images sent without any (batch transform over a
 #                                bucket cannot set them), e.g. "action=langsam;text_prompt=person"
 set -euo pipefail
@@ -43,6 +44,11 @@ mkdir -p "$run_dir"
 model_store="$(cd "$model_store" && pwd)"
 plugins="$(cd "$plugins" && pwd)"
 base_config="$(cd "$(dirname "$base_config")" && pwd)/$(basename "$base_config")"
+if [[ -n "${SEGSERVE_UI_DIR:-}" ]]; then
+  [[ -f "$SEGSERVE_UI_DIR/index.html" ]] || { echo "entrypoint: SEGSERVE_UI_DIR=$SEGSERVE_UI_DIR has no index.html" >&2; exit 1; }
+  SEGSERVE_UI_DIR="$(cd "$SEGSERVE_UI_DIR" && pwd)"  # TorchServe runs from the run dir
+  export SEGSERVE_UI_DIR
+fi
 
 # Request limit: SageMaker real time allows 6 MB; a batch transform job tells us its own limit.
 # A batch job's response (one line per record) may be as large as its request, and a multi-record
@@ -125,5 +131,19 @@ register() {
 }
 register langsam "${SEGSERVE_WORKERS_LANGSAM:-1}" &
 register sam2 "${SEGSERVE_WORKERS_SAM2:-1}" &
+
+# One line to act on, once /ping is 200: nobody should have to read TorchServe's log to know when to start.
+announce_ready() {
+  until curl -sf -o /dev/null "http://127.0.0.1:${port}/ping"; do
+    kill -0 "$server" 2>/dev/null || return 0
+    sleep 1
+  done
+  if [[ -n "${SEGSERVE_UI_DIR:-}" ]]; then
+    echo "entrypoint: ready: open http://127.0.0.1:${port}/ui/ (web UI; API POST http://127.0.0.1:${port}/invocations)"
+  else
+    echo "entrypoint: ready: POST http://127.0.0.1:${port}/invocations"
+  fi
+}
+announce_ready &
 
 wait "$server"

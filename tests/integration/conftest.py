@@ -208,6 +208,7 @@ def server(tmp_path_factory, model_store, plugin_dir, s3) -> Serving:
         SEGSERVE_CONFIG=str(REPO_ROOT / "config.properties"),
         SEGSERVE_PLUGINS=str(plugin_dir),
         SEGSERVE_RUN_DIR=str(run_dir),
+        SEGSERVE_UI_DIR=str(REPO_ROOT / "web"),  # as `make serve` does: the browser tests use this server
         SAGEMAKER_BIND_TO_PORT=str(ports["inference"]),
         SEGSERVE_MANAGEMENT_PORT=str(ports["management"]),
         SEGSERVE_METRICS_PORT=str(ports["metrics"]),

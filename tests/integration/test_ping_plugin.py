@@ -59,6 +59,7 @@ _CONTROLLED_ENV = (
     "SAGEMAKER_BATCH_STRATEGY",
     "SAGEMAKER_MAX_PAYLOAD_IN_MB",
     "TS_CONFIG_FILE",
+    "SEGSERVE_UI_DIR",
 )
 
 
@@ -302,6 +303,12 @@ def test_ping_and_execution_parameters_answer_get_only(server):
             reply = server.get(path, method)
             assert reply.status == 405, (path, method, reply)
             assert "error" in reply.json()
+
+
+def test_without_a_ui_folder_the_ui_is_not_served(server):
+    reply = server.get("/ui/")
+    assert reply.status == 404
+    assert "SEGSERVE_UI_DIR is not set" in reply.json()["error"]
 
 
 def test_execution_parameters_follow_the_environment(server):

@@ -1,0 +1,85 @@
+// Requests about the current image. The first one carries the image; later ones its `image_id` (the endpoint keeps
+// the image's SAM2 embedding, so a click costs a decode, not an encode). An endpoint that no longer knows the id
+// (evicted, restarted, another instance) answers 404 not_found: the request is sent again with the image itself.
+
+import {ApiError, postJson} from './api.js';
+
+export class Segmenter {
+  constructor(endpointUrl, log) {
+    this.endpointUrl = endpointUrl;  // () => the URL to POST to
+    this.log = log;
+    this.image = null;
+    this.imageId = null;
+    this.generation = 0;  // bumped by every new image: answers about an older one are dropped
+  }
+
+  setImage(image) {
+    this.image = image;
+    this.imageId = null;
+    this.generation++;
+  }
+
+  /** Runs `fields` (action and prompt) on the current image; resolves to the answer, or null if the image changed. */
+  async run(fields) {
+    const generation = this.generation;
+    const byId = this.imageId !== null;
+    const payload = {...fields, ...(byId ? {image_id: this.imageId} : this.image.payload)};
+    const sentAs = byId ? 'image_id' : Object.keys(this.image.payload)[0];
+    let reply;
+    try {
+      reply = await postJson(this.endpointUrl(), payload);
+    } catch (error) {
+      if (generation !== this.generation) return null;
+      const recoverable = byId && error instanceof ApiError && error.status === 404 && error.code === 'not_found';
+      this.log.add({action: fields.action, sentAs, error, note: recoverable ? 'image sent again' : ''});
+      if (!recoverable) throw error;
+      this.imageId = null;
+      return this.run(fields);
+    }
+    if (generation !== this.generation) return null;
+    const answer = reply.body;
+    const {width, height} = this.image.sent;
+    if (answer.image && (answer.image.width !== width || answer.image.height !== height)) {
+      throw new ApiError(`The endpoint read the image as ${answer.image.width}x${answer.image.height}, ` +
+                         `but this page shows it as ${width}x${height}.`, {code: 'size_mismatch'});
+    }
+    this.imageId = answer.image ? answer.image.id : null;
+    this.log.add({action: fields.action, sentAs, ms: reply.ms, answer});
+    return answer;
+  }
+}
+
+/** The last requests, newest first, in a table; the newest also in one line a screen reader announces. */
+export class RequestLog {
+  constructor(table, summary, limit = 8) {
+    this.body = table.tBodies[0];
+    this.summary = summary;
+    this.limit = limit;
+  }
+
+  add({action, sentAs, ms = null, answer = null, error = null, note = ''}) {
+    const row = this.body.insertRow(0);
+    const timings = answer ? answer.timings_ms || {} : {};
+    const encoder = answer ? encoderText(answer, timings) : '';
+    const status = error ? `${error.status || '—'} ${error.code}` : '200';
+    const cells = [action, sentAs, status, ms === null ? '—' : seconds(ms),
+                   timings.total === undefined ? '—' : seconds(timings.total), encoder || note || '—'];
+    for (const text of cells) row.insertCell().textContent = text;
+    row.className = error ? 'failed' : '';
+    while (this.body.rows.length > this.limit) this.body.deleteRow(-1);
+    this.summary.textContent = error
+      ? `${action}: ${status}${note ? `, ${note}` : ''}`
+      : `${action}: ${seconds(ms)} round trip, ${encoder}`;
+  }
+}
+
+function encoderText(answer, timings) {
+  const ran = 'sam2_image_encoder' in timings;
+  const cache = answer.cache ? `cache ${answer.cache}, ` : '';
+  if (!('sam2_mask_decoder' in timings) && !ran) return `${cache}no SAM2 stage`;
+  return ran ? `${cache}encoder ran (${seconds(timings.sam2_image_encoder)})` : `${cache}encoder skipped`;
+}
+
+function seconds(ms) {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`;
+}

@@ -2,6 +2,7 @@
 
 import os
 
+from segserve.routing.affinity import SAM2_MODELS_ENV, ImageHomes, sam2_models
 from segserve.routing.faults import RetryAfter
 from segserve.routing.loopback import LoopbackClient
 from segserve.routing.router import Router
@@ -17,6 +18,9 @@ class RouterHandler:
             os.environ.get("SEGSERVE_INFERENCE_URL", "http://127.0.0.1:8080"), config.forward_timeout_s
         )
         self.management = LoopbackClient(os.environ.get("SEGSERVE_MANAGEMENT_URL", "http://127.0.0.1:8081"), 5.0)
+        # sam2, or its single-worker replicas sam2-0..N-1 (SEGSERVE_WORKERS_SAM2 > 1): each image to its home one.
+        replicas = sam2_models(os.environ.get(SAM2_MODELS_ENV) or config.routes.get("sam2"))
+        homes = ImageHomes("sam2", replicas, config.image_loader())
         self.route = Router(
             self._forward, self._describe, config.routes,
             max_response_bytes=int(os.environ.get("SEGSERVE_MAX_RESPONSE_BYTES", "6553600")),
@@ -24,6 +28,7 @@ class RouterHandler:
             batch_seconds=float(os.environ.get("SEGSERVE_ROUTER_TIMEOUT_S", "65")) - 5.0,
             default_attributes=os.environ.get("SEGSERVE_DEFAULT_ATTRIBUTES"),
             retry_after=RetryAfter(config.retry_after_restart_s, config.retry_after_overload_s),
+            homes=homes, session_ttl_s=config.session_ttl_s,
         )
 
     def handle(self, data, context):

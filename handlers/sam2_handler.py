@@ -1,19 +1,26 @@
-"""TorchServe handler for action "sam2" (points and/or a box → SAM2 masks): a thin adapter over segserve."""
+"""TorchServe handler for action "sam2" (points and/or boxes → SAM2 masks): a thin adapter over segserve.
+
+The one owner of SAM2 and its embedding cache: the langsam model asks this one for its box masks.
+"""
 
 from segserve.api.invocation import Invoker
-from segserve.models.sam2_pipeline import Sam2Pipeline
 from segserve.api.services import Sam2Service
-from torchserve_io import model_info, runtime_for, serve_batch, settings, weights_bundle
+from segserve.models.embedding_cache import embedding_cache
+from segserve.models.sam2_pipeline import Sam2Pipeline
+from torchserve_io import model_info, publish_cache_metrics, runtime_for, serve_batch, settings, weights_bundle
 
 
 class Sam2Handler:
     def initialize(self, context):
         config = settings(context)
         runtime = runtime_for(context, config)
-        bundle = weights_bundle(context, config)
-        pipeline = Sam2Pipeline.from_checkpoint(bundle.sam2_checkpoint, bundle.sam2_config, runtime, config.compile)
-        service = Sam2Service(pipeline, config.image_loader())
+        pipeline = Sam2Pipeline.from_bundle(weights_bundle(context, config), runtime, config.compile)
+        self.cache = embedding_cache(config.embedding_cache_bytes)
+        self.published = None  # the cache stats last sent as metrics
+        service = Sam2Service(pipeline, config.image_loader(), self.cache)
         self.invoke = Invoker([service], runtime, config.max_response_bytes, model_info(context))
 
     def handle(self, data, context):
-        return serve_batch(data, context, self.invoke)
+        replies = serve_batch(data, context, self.invoke)
+        self.published = publish_cache_metrics(context, self.cache, self.published)
+        return replies

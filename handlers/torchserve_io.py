@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from segserve.api.invocation import Reply, header
+from segserve.models.embedding_cache import CacheStats, EmbeddingCache
 from segserve.models.runtime import Runtime
 from segserve.settings import ModelSettings
 from segserve.weights.bundle import WeightsBundle
@@ -79,6 +80,24 @@ def _respond(context, idx: int, reply: Reply) -> bytes:
     for stage, ms in reply.timings.items():
         context.metrics.add_time("SegmentationStageTime", ms, None, "ms", dimensions=_dimensions(context, stage))
     return reply.body
+
+
+def publish_cache_metrics(context, cache: EmbeddingCache, published: CacheStats | None) -> CacheStats:
+    """The cache's counters as Prometheus metrics: hits/misses/evictions as counters (the increase since
+    `published`, the last stats sent), bytes and entries held as gauges. Returns the stats now sent."""
+    from ts.metrics.dimension import Dimension
+    from ts.metrics.metric_type_enum import MetricTypes
+
+    now = cache.stats()
+    model = context.model_name
+    for name, field in (("Hits", "hits"), ("Misses", "misses"), ("Evictions", "evictions")):
+        increase = getattr(now, field) - (getattr(published, field) if published else 0)
+        if increase:
+            context.metrics.add_counter(f"SegmentationCache{name}", increase, None, [Dimension("ModelName", model)])
+    context.metrics.add_size("SegmentationCacheBytes", now.bytes, None, "B", [Dimension("ModelName", model)])
+    context.metrics.add_metric("SegmentationCacheEntries", now.entries, "count", None, [Dimension("ModelName", model)],
+                               MetricTypes.GAUGE)
+    return now
 
 
 def _dimensions(context, stage: str) -> list:

@@ -3,8 +3,8 @@
     python serving/build_model_store.py --weights weights/tiny --model-store model_store
 
 `--archive-format no-archive` writes each model as a folder, so TorchServe does not unzip gigabytes of
-weights again at every start. langsam gets the whole weights bundle, sam2 a SAM2-only bundle, the router
-none. A model whose inputs have not changed since its last build is skipped.
+weights again at every start. sam2 gets a SAM2-only bundle, langsam a GroundingDINO-only one (it asks the
+sam2 model for its masks), the router none. A model whose inputs have not changed since its last build is skipped.
 """
 
 from __future__ import annotations
@@ -30,12 +30,13 @@ def stage_weights(model: str, bundle: WeightsBundle, stage: Path) -> None:
     """The files `model` needs, as a bundle folder `weights/` (hard links where possible: no copies)."""
     weights = stage / "weights"
     weights.mkdir(parents=True)
-    checkpoint = _link(bundle.sam2_checkpoint, weights / bundle.sam2_checkpoint.name)
-    grounding_dino = None
     if model == "langsam":
         grounding_dino = weights / "grounding-dino"
         shutil.copytree(bundle.grounding_dino_dir, grounding_dino, copy_function=_link)
-    WeightsBundle(bundle.variant, checkpoint, bundle.sam2_config, grounding_dino).write(weights)
+        WeightsBundle(bundle.variant, None, None, grounding_dino).write(weights)
+    else:
+        checkpoint = _link(bundle.sam2_checkpoint, weights / bundle.sam2_checkpoint.name)
+        WeightsBundle(bundle.variant, checkpoint, bundle.sam2_config, None).write(weights)
 
 
 def _link(source, target):

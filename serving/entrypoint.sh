@@ -13,7 +13,9 @@
 #   SAGEMAKER_BIND_TO_PORT inference port                      (8080)
 #   SEGSERVE_MANAGEMENT_PORT / SEGSERVE_METRICS_PORT           (8081 / 8082)
 #   SEGSERVE_GRPC_PORTS    gRPC inference,management ports      (7070,7071; loopback only)
-#   SEGSERVE_WORKERS_LANGSAM / SEGSERVE_WORKERS_SAM2           workers per model (1 / 1)
+#   SEGSERVE_WORKERS_LANGSAM   langsam workers (1)
+#   SEGSERVE_WORKERS_SAM2      sam2 workers (1). Each has its own embedding cache, so N > 1 registers N
+#                              single-worker models sam2-0..N-1 and each image goes to its home one by id
 #   SAGEMAKER_BATCH, SAGEMAKER_MAX_PAYLOAD_IN_MB               batch transform: raise the request limit
 #   SEGSERVE_BATCH_TIMEOUT_S   the router's timeout in batch mode (600; match InvocationsTimeoutInSeconds)
 #   SEGSERVE_UI_DIR        the web UI's folder, served at /ui/   (unset: no UI, as in the container)
@@ -81,10 +83,19 @@ config="$run_dir/config.properties"
   echo "allowed_urls=^file://${model_store}/.*\$"
 } > "$config"
 
-# What the router and the /ping plugin need to know.
+# sam2, or N single-worker replicas of it (one embedding cache each; routing/affinity.py picks by image id).
+sam2_workers="${SEGSERVE_WORKERS_SAM2:-1}"
+[[ "$sam2_workers" =~ ^[1-9][0-9]*$ ]] || { echo "entrypoint: SEGSERVE_WORKERS_SAM2 must be >= 1" >&2; exit 1; }
+sam2_models=sam2
+if (( sam2_workers > 1 )); then
+  sam2_models="$(seq -s, -f 'sam2-%g' 0 $(( sam2_workers - 1 )))"
+fi
+
+# What the router, langsam and the /ping plugin need to know.
 export SEGSERVE_INFERENCE_URL="http://127.0.0.1:${port}"
 export SEGSERVE_MANAGEMENT_URL="$management"
-export SEGSERVE_REQUIRED_MODELS="router,langsam,sam2"
+export SEGSERVE_SAM2_MODELS="$sam2_models"
+export SEGSERVE_REQUIRED_MODELS="router,langsam,${sam2_models}"
 # A reply over max_response_size crashes the worker: the router refuses to build one.
 export SEGSERVE_MAX_RESPONSE_BYTES="$max_response"
 # ...and starts no batch record it could not finish before its own timeout.
@@ -96,7 +107,7 @@ cd "$run_dir"
 cat <<INFO
 entrypoint: starting TorchServe (logs: $run_dir/logs)
   inference   http://127.0.0.1:${port}/invocations   (POST; also /predictions/<model>)
-  readiness   http://127.0.0.1:${port}/ping          (503 until router, langsam and sam2 are loaded)
+  readiness   http://127.0.0.1:${port}/ping          (503 until router, langsam and ${sam2_models} are loaded)
   management  ${management}/models      (loopback only)
   metrics     http://127.0.0.1:${metrics_port}/metrics     (Prometheus; loopback only)
 INFO
@@ -120,17 +131,20 @@ trap 'stop; exit 143' TERM
 trap 'stop; exit 130' INT
 
 register() {
-  local name="$1" workers="$2"
+  local folder="$1" name="$2" workers="$3"
   until curl -sf -o /dev/null "$management/models"; do
     kill -0 "$server" 2>/dev/null || return 1
     sleep 0.5
   done
-  curl -sf -X POST "$management/models?url=${name}&initial_workers=${workers}&synchronous=false" >/dev/null \
+  curl -sf -X POST "$management/models?url=${folder}&model_name=${name}&initial_workers=${workers}&synchronous=false" \
+    >/dev/null \
     && echo "entrypoint: registered $name ($workers worker(s)); /ping turns 200 once it has loaded" \
     || echo "entrypoint: registering $name failed" >&2
 }
-register langsam "${SEGSERVE_WORKERS_LANGSAM:-1}" &
-register sam2 "${SEGSERVE_WORKERS_SAM2:-1}" &
+register langsam langsam "${SEGSERVE_WORKERS_LANGSAM:-1}" &
+for model in ${sam2_models//,/ }; do
+  register sam2 "$model" 1 &
+done
 
 # One line to act on, once /ping is 200: nobody should have to read TorchServe's log to know when to start.
 announce_ready() {

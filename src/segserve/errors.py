@@ -51,6 +51,17 @@ class NotFound(ServiceError):
     code = "not_found"
 
 
+class ImageNotCached(NotFound):
+    """An `image_id` this model does not hold: never sent here, evicted, or the cache is off."""
+
+    def __init__(self, image_id: str):
+        super().__init__(
+            f"image_id {image_id!r} is not cached on this endpoint (unknown, evicted or expired): "
+            "send the image again (image, image_url or the raw body); its answer gives the id to use next",
+            field="image_id",
+        )
+
+
 class PayloadTooLarge(ServiceError):
     status = 413
     code = "payload_too_large"

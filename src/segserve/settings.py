@@ -31,27 +31,15 @@ class _Settings(BaseModel):
             raise WeightsError(f"invalid handler section in model-config.yaml: {exc}") from None
 
 
-class ModelSettings(_Settings):
-    weights: str = "weights"  # the weights bundle folder, relative to the model's directory
-    device: str | None = None  # None: the GPU TorchServe assigned, else the CPU
-    compile: bool = False  # torch.compile the SAM2 image encoder (GPU; slow first request)
-    # CPU only: torch threads for this worker. None: the cores shared between the two model workers, so
-    # that langsam and sam2 do not fight over them (short decodes suffer most from oversubscription).
-    cpu_threads: int | None = Field(None, ge=1)
+class ImageSettings(_Settings):
+    """How request images are read: by the models, and by the router when it must know an image's id."""
+
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
     max_image_bytes: int = Field(20 * 1024 * 1024, gt=0)
     fetch_timeout_s: float = Field(10.0, gt=0)
     # Let image_url reach private and loopback addresses (an image server inside your VPC). The instance
     # metadata service (link-local) stays refused even then. Off by default: SSRF.
     allow_private_image_urls: bool = False
-    max_response_bytes: int = Field(DEFAULT_MAX_RESPONSE_BYTES, gt=0)
-    # Lang-SAM defaults for requests that do not set them
-    box_threshold: float = Field(_DETECTION.box_threshold, ge=0, le=1)
-    text_threshold: float = Field(_DETECTION.text_threshold, ge=0, le=1)
-    max_detections: int = Field(_DETECTION.max_detections, ge=1, le=MAX_DETECTIONS_LIMIT)
-
-    def detection_params(self) -> DetectionParams:
-        return DetectionParams(self.box_threshold, self.text_threshold, self.max_detections)
 
     def image_loader(self) -> ImageLoader:
         policy = FetchPolicy(
@@ -59,6 +47,28 @@ class ModelSettings(_Settings):
             allow_address=is_unicast_outside_metadata if self.allow_private_image_urls else is_public_address,
         )
         return ImageLoader(policy, self.max_pixels)
+
+
+class ModelSettings(ImageSettings):
+    weights: str = "weights"  # the weights bundle folder, relative to the model's directory
+    device: str | None = None  # None: the GPU TorchServe assigned, else the CPU
+    compile: bool = False  # torch.compile the SAM2 image encoder (GPU; slow first request)
+    # CPU only: torch threads for this worker. None: the cores shared between the two model workers, so
+    # that langsam and sam2 do not fight over them (short decodes suffer most from oversubscription).
+    cpu_threads: int | None = Field(None, ge=1)
+    max_response_bytes: int = Field(DEFAULT_MAX_RESPONSE_BYTES, gt=0)
+    # The SAM2 embedding cache (the sam2 model; models/embedding_cache.py): the bytes its entries may hold
+    # (each: ~16 MiB of fp32 embedding on the device + the image's pixels in host memory); 0 turns it off.
+    embedding_cache_bytes: int = Field(1024 * 1024 * 1024, ge=0)
+    # langsam: how long it waits for the sam2 model's box masks (within its own 60 s response timeout)
+    sam2_timeout_s: float = Field(55.0, gt=0)
+    # Lang-SAM defaults for requests that do not set them
+    box_threshold: float = Field(_DETECTION.box_threshold, ge=0, le=1)
+    text_threshold: float = Field(_DETECTION.text_threshold, ge=0, le=1)
+    max_detections: int = Field(_DETECTION.max_detections, ge=1, le=MAX_DETECTIONS_LIMIT)
+
+    def detection_params(self) -> DetectionParams:
+        return DetectionParams(self.box_threshold, self.text_threshold, self.max_detections)
 
 
 def _s3_reader():
@@ -71,11 +81,17 @@ def _s3_reader():
     return lambda bucket, key, max_bytes: read_s3_object(bucket, key, max_bytes, client)
 
 
-class RouterSettings(_Settings):
-    """The router's `handler:` section; the model addresses come from the entrypoint's environment."""
+class RouterSettings(ImageSettings):
+    """The router's `handler:` section; the model addresses come from the entrypoint's environment.
+
+    The image settings matter only with several sam2 replicas, when the router reads a request's image to
+    find its home replica: keep them the same as sam2.yaml's, or the router refuses what sam2 would take.
+    """
 
     routes: dict[str, str] = {"langsam": "langsam", "sam2": "sam2"}  # action → model name
     forward_timeout_s: float = Field(62.0, gt=0)  # a little over the models' 60 s response timeout
     # Retry-After of the 503s: a model worker (re)loading its weights; a model's full queue.
     retry_after_restart_s: int = Field(5, ge=1)
     retry_after_overload_s: int = Field(1, ge=1)
+    # SageMaker stateful sessions (routing/sessions.py): the Expires the router announces for a new session.
+    session_ttl_s: int = Field(1200, ge=60, le=7 * 24 * 3600)

@@ -8,12 +8,14 @@ S3 is a moto server; http image URLs are served from this process, on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -165,8 +167,9 @@ def model_config_dir(tmp_path_factory) -> Path:
         # Two workers: one forwards a request while the other answers {"action": "ping"}; fewer
         # than production's four to spare the two cores.
         config["minWorkers"] = config["maxWorkers"] = ROUTER_WORKERS
+        images(config)  # with sam2 replicas the router reads images too, by the models' settings
 
-    def model(config):
+    def images(config):
         # image_url tests fetch from an http server on 127.0.0.1. The production policy refuses loopback and
         # every other private address (SSRF; tests/unit/test_image_fetch.py proves it), so the test deployment
         # opts in exactly as a deployment with an image server inside its VPC would.
@@ -175,8 +178,8 @@ def model_config_dir(tmp_path_factory) -> Path:
         config["handler"]["max_pixels"] = 100_000
 
     edit("router", router)
-    edit("langsam", model)
-    edit("sam2", model)
+    edit("langsam", images)
+    edit("sam2", images)
     return target
 
 
@@ -199,6 +202,13 @@ def build_store(store: Path, weights: Path, config_dir: Path, *extra: str) -> No
 @pytest.fixture(scope="package")
 def server(tmp_path_factory, model_store, plugin_dir, s3) -> Serving:
     """serving/entrypoint.sh as the container runs it, watched from its start until /ping turns 200."""
+    with serve(tmp_path_factory, model_store, plugin_dir, s3) as serving:
+        yield serving
+
+
+@contextlib.contextmanager
+def serve(tmp_path_factory, model_store: Path, plugin_dir: Path, s3: str, **extra_env: str) -> Iterator[Serving]:
+    """A server from the entrypoint on free ports, healthy; stopped (and checked to leave nothing) on exit."""
     run_dir = tmp_path_factory.mktemp("run")
     ports = {name: free_port() for name in
              ("inference", "management", "metrics", "grpc_inference", "grpc_management")}
@@ -218,6 +228,7 @@ def server(tmp_path_factory, model_store, plugin_dir, s3) -> Serving:
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION="us-east-1",
         AWS_EC2_METADATA_DISABLED="true",
+        **extra_env,
     )
     with open(run_dir / "entrypoint.out", "wb") as out:
         entrypoint = subprocess.Popen(

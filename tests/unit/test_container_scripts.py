@@ -211,6 +211,15 @@ def test_the_entrypoint_names_a_missing_path_and_exits_before_starting_anything(
     assert not layout.recorded("started").exists()
 
 
+@pytest.mark.parametrize("workers", ["0", "two", "-1"])
+def test_the_entrypoint_refuses_a_sam2_worker_count_that_is_not_a_positive_number(layout, workers):
+    layout.env["SEGSERVE_WORKERS_SAM2"] = workers
+    process = layout.start("serve")
+    _, err = process.communicate(timeout=10)
+    assert process.returncode == 1 and "SEGSERVE_WORKERS_SAM2 must be >= 1" in err
+    assert not layout.recorded("started").exists()
+
+
 def test_serve_hands_torchserve_the_images_files_and_stops_it_on_sigterm(layout):
     run_dir = Path(layout.env["SEGSERVE_RUN_DIR"])
     assert not run_dir.exists()
@@ -238,6 +247,7 @@ def test_serve_hands_torchserve_the_images_files_and_stops_it_on_sigterm(layout)
         assert settings["inference_address"] == f"http://0.0.0.0:{layout.env['SAGEMAKER_BIND_TO_PORT']}"
         assert settings["disable_token_authorization"] == "true" and settings["load_models"] == "router"
         assert env["SEGSERVE_REQUIRED_MODELS"] == "router,langsam,sam2"
+        assert env["SEGSERVE_SAM2_MODELS"] == "sam2"  # one sam2 worker: no replicas, nothing to choose
         assert env["TMPDIR"] == str(run_dir) and cwd == str(run_dir)  # pid file and logs/ in the run dir
         assert env["HF_HUB_OFFLINE"] == "1"
 

@@ -13,9 +13,10 @@ from PIL import Image
 
 from segserve.media.image_loading import ImageLoader
 from segserve.api.invocation import Invoker, parse_custom_attributes
-from segserve.models.langsam_pipeline import LangSamPipeline
 from segserve.media.masks import decode_rle, encode_rle
+from segserve.api.sam2_client import Sam2Client
 from segserve.api.services import LangSamService, Sam2Service
+from segserve.routing.loopback import Response
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -24,13 +25,24 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def sam2_model(service: Sam2Service):
+    """langsam's post to the sam2 model, answered in-process by that model's own Invoker (no HTTP)."""
+    invoker = Invoker([service], service.pipeline.runtime, model={"name": "sam2", "version": "1.0"})
+
+    def post(model, body, headers):
+        reply = invoker(body, headers["Content-Type"], headers)
+        return Response(reply.status, reply.content_type, reply.body, dict(reply.headers))
+
+    return post
+
+
 @pytest.fixture(scope="module")
 def invoke(sam2_pipeline, detector):
+    """Both actions without an embedding cache (the default): every request encodes its image."""
     loader = ImageLoader()
-    invoker = Invoker(
-        [Sam2Service(sam2_pipeline, loader), LangSamService(LangSamPipeline(detector, sam2_pipeline), loader)],
-        sam2_pipeline.runtime,
-    )
+    sam2 = Sam2Service(sam2_pipeline, loader)
+    langsam = LangSamService(detector, Sam2Client(sam2_model(sam2), lambda image_id: "sam2"), loader)
+    invoker = Invoker([sam2, langsam], sam2_pipeline.runtime)
 
     def call(payload=None, body=None, content_type="application/json", headers=None):
         reply = invoker(json.dumps(payload).encode() if body is None else body, content_type, headers or {}, "req-1")

@@ -34,7 +34,8 @@ class _Strict(BaseModel):
 
 
 class ImageRequest(_Strict):
-    """Exactly one image source: a URL (http, https, s3), base64 bytes (data: URLs too) or an earlier image_id;
+    """Exactly one image source: a URL (http, https, s3), base64 bytes (data: URLs too) or the `image.id` of an
+    earlier answer (served from the SAM2 embedding cache);
     none when the image is the raw request body (validated with context {"raw_image": True})."""
 
     image_url: str | None = Field(None, min_length=1, max_length=4096)
@@ -83,6 +84,9 @@ class Sam2Request(ImageRequest):
     points: list[Point] | None = Field(None, min_length=1, max_length=MAX_POINTS)
     labels: list[Literal[0, 1]] | None = None
     box: Box | None = None
+    # Several objects at once, one mask each, answered in this order (langsam sends its detections so).
+    # Empty: nothing to decode, the image is only encoded and cached (e.g. on upload, before any click).
+    boxes: list[Box] | None = Field(None, max_length=MAX_DETECTIONS_LIMIT)
     multimask: bool = True
     # A mask from an earlier response (COCO RLE at image size) to refine with the new prompts.
     mask_input: dict | None = None
@@ -99,6 +103,12 @@ class Sam2Request(ImageRequest):
             raise ValueError("labels without points")
         if self.box is not None and not (self.box[0] < self.box[2] and self.box[1] < self.box[3]):
             raise ValueError("box must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+        if self.boxes is not None:
+            if self.x is not None or self.points is not None or self.box is not None or self.mask_input is not None:
+                raise ValueError("boxes go alone: one mask per box, without points, box or mask_input")
+            if any(not (b[0] <= b[2] and b[1] <= b[3]) for b in self.boxes):
+                raise ValueError("each of boxes must be [x0, y0, x1, y1] with x0 <= x1 and y0 <= y1")
+            return self
         if self.x is None and self.points is None and self.box is None and self.mask_input is None:
             raise ValueError("a sam2 request needs a prompt: x/y, points with labels, box, or mask_input")
         return self
@@ -118,8 +128,9 @@ class Sam2Request(ImageRequest):
         for x, y in prompts[0] if prompts else []:
             if x > width or y > height:
                 raise InvalidRequest(f"point ({x:g}, {y:g}) is outside the {width}x{height} image", field=field)
-        if self.box is not None and (self.box[2] > width or self.box[3] > height):
-            raise InvalidRequest(f"box {list(self.box)} is outside the {width}x{height} image", field="box")
+        for name, box in [("box", self.box)] * (self.box is not None) + [("boxes", b) for b in self.boxes or ()]:
+            if box[2] > width or box[3] > height:
+                raise InvalidRequest(f"box {list(box)} is outside the {width}x{height} image", field=name)
 
 
 class PingRequest(_Strict):

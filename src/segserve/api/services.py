@@ -8,58 +8,83 @@ from __future__ import annotations
 
 import numpy as np
 
-from segserve.errors import InvalidRequest
+from segserve.errors import ImageNotCached, InvalidRequest
 from segserve.media.image_loading import ImageLoader, LoadedImage
-from segserve.models.grounding_dino import DetectionParams
-from segserve.models.langsam_pipeline import LangSamPipeline
+from segserve.models.embedding_cache import CachedImage, EmbeddingCache, NullEmbeddingCache
+from segserve.models.grounding_dino import DetectionParams, GroundingDinoDetector
 from segserve.media.masks import decode_rle
 from segserve.api.responses import mask_entry, renderings
+from segserve.api.sam2_client import Sam2Client
 from segserve.models.runtime import StageTimer
 from segserve.models.sam2_pipeline import Sam2Pipeline, Sam2Prompt, logits_from_mask
 from segserve.api.schemas import ImageRequest, LangSamRequest, Sam2Request
 
 
-def _body(action: str, request: ImageRequest, image: LoadedImage, masks: list, entries: list, timer) -> dict:
+def _body(action: str, request: ImageRequest, image_id: str, entry: CachedImage, hit: bool, masks: list,
+          entries: list, timer: StageTimer) -> dict:
     body = {
         "action": action,
-        "image": {"id": image.image_id, "width": image.width, "height": image.height},
+        "image": {"id": image_id, "width": entry.width, "height": entry.height},
+        "cache": "hit" if hit else "miss",  # "hit": the image encoder did not run
         "masks": entries,
     }
     if request.renderings:
         with timer.stage("render_images"):
-            body.update(renderings(image.pixels, masks, request.renderings))
+            body.update(renderings(entry.pixels, masks, request.renderings))
     return body
 
 
 class Sam2Service:
+    """Clicks on one encoding: the image's embedding comes from the cache when this model has it."""
+
     action = "sam2"
 
-    def __init__(self, pipeline: Sam2Pipeline, loader: ImageLoader):
+    def __init__(self, pipeline: Sam2Pipeline, loader: ImageLoader, cache: EmbeddingCache | None = None):
         self.pipeline = pipeline
         self.loader = loader
+        self.cache = cache or NullEmbeddingCache()
 
     def run(self, request: Sam2Request, raw_image: bytes | None, timer: StageTimer) -> dict:
-        with timer.stage("load_image"):
-            image = self.loader.load(request, raw_image)
-        request.check_inside(image.height, image.width)
-        prompt = self._prompt(request, image)
-        embedding = self.pipeline.encode(image.pixels, timer)
-        prediction = self.pipeline.predict(embedding, prompt, request.multimask, timer)
-        with timer.stage("encode_masks"):
+        image = None
+        if request.image_id is None:
+            with timer.stage("load_image"):
+                image = self.loader.load(request, raw_image)
+        return self.answer(request, image, timer)
+
+    def answer(self, request: Sam2Request, image: LoadedImage | None, timer: StageTimer) -> dict:
+        """The answer for `image`, or for `request.image_id` from the cache when `image` is None."""
+        image_id = image.image_id if image is not None else request.image_id
+        entry = self.cache.get(image_id)
+        if entry is None and image is None:
+            raise ImageNotCached(image_id)
+        hit = entry is not None
+        pixels = entry.pixels if hit else image.pixels
+        request.check_inside(*pixels.shape[:2])  # before the encoder: a bad prompt costs nothing
+        prompt = None if request.boxes is not None else self._prompt(request, *pixels.shape[:2])
+        if not hit:
+            entry = CachedImage(self.pipeline.encode(pixels, timer), pixels)
+            self.cache.put(image_id, entry)
+        if prompt is None:
+            prediction = self.pipeline.predict_boxes(entry.embedding, np.array(request.boxes, np.float32).reshape(-1, 4),
+                                                     timer)
+            order = np.arange(len(prediction.scores))  # box order: entry i is box i
+        else:
+            prediction = self.pipeline.predict(entry.embedding, prompt, request.multimask, timer)
             order = np.argsort(-prediction.scores, kind="stable")  # best first
+        with timer.stage("encode_masks"):
             masks = [prediction.masks[i] for i in order]
             entries = [mask_entry(prediction.masks[i], prediction.scores[i], request.mask_format) for i in order]
-        return _body(self.action, request, image, masks, entries, timer)
+        return _body(self.action, request, image_id, entry, hit, masks, entries, timer)
 
     @staticmethod
-    def _prompt(request: Sam2Request, image: LoadedImage) -> Sam2Prompt:
+    def _prompt(request: Sam2Request, height: int, width: int) -> Sam2Prompt:
         points = request.point_prompts
         mask_logits = None
         if request.mask_input is not None:
             mask = decode_rle(request.mask_input, field="mask_input")
-            if mask.shape != (image.height, image.width):
+            if mask.shape != (height, width):
                 raise InvalidRequest(
-                    f"mask_input is {mask.shape[1]}x{mask.shape[0]}; the image is {image.width}x{image.height}",
+                    f"mask_input is {mask.shape[1]}x{mask.shape[0]}; the image is {width}x{height}",
                     field="mask_input",
                 )
             mask_logits = logits_from_mask(mask)
@@ -72,10 +97,14 @@ class Sam2Service:
 
 
 class LangSamService:
+    """Text → GroundingDINO boxes here; their masks from the sam2 model, which owns SAM2 and its cache."""
+
     action = "langsam"
 
-    def __init__(self, pipeline: LangSamPipeline, loader: ImageLoader, defaults: DetectionParams = DetectionParams()):
-        self.pipeline = pipeline
+    def __init__(self, detector: GroundingDinoDetector, sam2: Sam2Client, loader: ImageLoader,
+                 defaults: DetectionParams = DetectionParams()):
+        self.detector = detector
+        self.sam2 = sam2
         self.loader = loader
         self.defaults = defaults  # the model-config's, for fields a request leaves out
 
@@ -84,19 +113,25 @@ class LangSamService:
             raise InvalidRequest("refine_prompt needs an LLM, and none is configured on this endpoint",
                                  field="refine_prompt")
         with timer.stage("load_image"):
-            image = self.loader.load(request, raw_image)
-        params = request.detection_params(self.defaults)
-        objects = self.pipeline.predict(image.pixels, request.text_prompt, params, timer=timer)
-        with timer.stage("encode_masks"):
-            entries = [
-                {
-                    **mask_entry(obj.mask, obj.mask_score, request.mask_format),
-                    "label": obj.detection.label,
-                    "detector_score": round(obj.detection.score, 6),
-                    "detector_box": [round(v, 2) for v in obj.detection.box],
-                }
-                for obj in objects
-            ]
-        body = _body(self.action, request, image, [obj.mask for obj in objects], entries, timer)
-        body["text_prompt"] = request.text_prompt
-        return body
+            if request.image_id is not None:
+                image = self.sam2.image(request.image_id, timer)
+            else:
+                image = self.loader.load(request, raw_image)
+        detections = self.detector.detect(image.pixels, request.text_prompt, request.detection_params(self.defaults),
+                                          timer)
+        # Even with nothing detected: the image gets encoded and cached, so the answer's image_id takes clicks.
+        # 0.1 px is far below SAM2's resolution and keeps the boxes short enough for a header on a miss.
+        boxes = [[round(v, 1) for v in detection.box] for detection in detections]
+        answer = self.sam2.segment(image, boxes, request, timer)
+        answer["action"] = self.action
+        answer["masks"] = [
+            {
+                **entry,
+                "label": detection.label,
+                "detector_score": round(detection.score, 6),
+                "detector_box": [round(v, 2) for v in detection.box],
+            }
+            for entry, detection in zip(answer["masks"], detections)
+        ]
+        answer["text_prompt"] = request.text_prompt
+        return answer

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from segserve.errors import NotFound
+from segserve.errors import ImageNotCached
 from segserve.media.image_fetch import DEFAULT_POLICY, FetchPolicy, fetch_image_bytes
-from segserve.media.images import DEFAULT_MAX_PIXELS, decode_base64_image, decode_image
+from segserve.media.images import DEFAULT_MAX_PIXELS, decode_base64, decode_image
 from segserve.api.schemas import ImageRequest
 
 
@@ -24,6 +24,7 @@ def image_id_of(pixels: np.ndarray) -> str:
 class LoadedImage:
     pixels: np.ndarray  # (H, W, 3) uint8 RGB, EXIF orientation applied
     image_id: str
+    source: bytes  # the encoded file as received (JPEG, PNG...): forwarded as it is, never re-encoded
 
     @property
     def height(self) -> int:
@@ -41,14 +42,12 @@ class ImageLoader:
 
     def load(self, request: ImageRequest, raw_image: bytes | None = None) -> LoadedImage:
         if raw_image is not None:
-            pixels = decode_image(raw_image, self.max_pixels, field="body")
+            data, field = raw_image, "body"
         elif request.image is not None:
-            pixels = decode_base64_image(request.image, self.max_pixels)
+            data, field = decode_base64(request.image), "image"
         elif request.image_url is not None:
-            data = fetch_image_bytes(request.image_url, self.fetch_policy)
-            pixels = decode_image(data, self.max_pixels, field="image_url")
-        else:
-            raise NotFound(
-                f"image_id {request.image_id!r} is not known to this endpoint: send the image itself", field="image_id"
-            )
-        return LoadedImage(pixels, image_id_of(pixels))
+            data, field = fetch_image_bytes(request.image_url, self.fetch_policy), "image_url"
+        else:  # an image_id: only the embedding cache holds its pixels
+            raise ImageNotCached(request.image_id)
+        pixels = decode_image(data, self.max_pixels, field=field)
+        return LoadedImage(pixels, image_id_of(pixels), data)

@@ -72,7 +72,12 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, *, field: st
 
 
 def decode_base64_image(text: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode a base64 image (standard or URL-safe alphabet, padding optional) or a `data:` URL.
+    """Decode a base64 image (standard or URL-safe alphabet, padding optional) or a `data:` URL."""
+    return decode_image(decode_base64(text), max_pixels, field="image")
+
+
+def decode_base64(text: str) -> bytes:
+    """The file bytes of a base64 image or `data:` URL (standard or URL-safe alphabet, padding optional).
 
     The media type a data URL declares is not trusted: the bytes decide the format.
     """
@@ -84,10 +89,9 @@ def decode_base64_image(text: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
         payload = data_url["payload"]
     compact = _WHITESPACE.sub("", payload).replace("-", "+").replace("_", "/")
     try:
-        data = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
+        return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
     except ValueError as error:  # binascii.Error, or non-ASCII text (which b64decode refuses with a ValueError)
         raise InvalidImage(f"the image is not valid base64: {error}", field="image") from error
-    return decode_image(data, max_pixels, field="image")
 
 
 def encode_png(image: np.ndarray) -> bytes:

@@ -16,6 +16,7 @@ import torch
 
 from segserve.errors import InvalidRequest, WeightsError
 from segserve.models.runtime import Runtime, StageTimer
+from segserve.weights.bundle import WeightsBundle
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,12 @@ class GroundingDinoDetector:
         except Exception as exc:  # transformers raises OSError/ValueError/safetensors errors for bad folders
             raise WeightsError(f"cannot load GroundingDINO from {folder}: {exc}") from exc
         return cls(model.to(runtime.device).eval(), processor, runtime)
+
+    @classmethod
+    def from_bundle(cls, bundle: WeightsBundle, runtime: Runtime | None = None) -> "GroundingDinoDetector":
+        if bundle.grounding_dino_dir is None:
+            raise WeightsError("this weights bundle has no GroundingDINO model (a SAM2-only bundle)")
+        return cls.from_pretrained(bundle.grounding_dino_dir, runtime)
 
     def detect(
         self,

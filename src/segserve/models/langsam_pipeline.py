@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segserve.errors import WeightsError
 from segserve.models.grounding_dino import Detection, DetectionParams, GroundingDinoDetector
 from segserve.media.masks import mask_bbox
 from segserve.models.runtime import Runtime, StageTimer
@@ -39,11 +38,9 @@ class LangSamPipeline:
         cls, bundle: WeightsBundle, runtime: Runtime | None = None, compile_encoder: bool = False
     ) -> "LangSamPipeline":
         runtime = runtime or Runtime.select()
-        if bundle.grounding_dino_dir is None:
-            raise WeightsError("this weights bundle has no GroundingDINO model (a SAM2-only bundle)")
         return cls(
-            GroundingDinoDetector.from_pretrained(bundle.grounding_dino_dir, runtime),
-            Sam2Pipeline.from_checkpoint(bundle.sam2_checkpoint, bundle.sam2_config, runtime, compile_encoder),
+            GroundingDinoDetector.from_bundle(bundle, runtime),
+            Sam2Pipeline.from_bundle(bundle, runtime, compile_encoder),
         )
 
     def predict(

@@ -17,6 +17,7 @@ import torch
 from segserve.errors import InvalidRequest, WeightsError
 from segserve.media.masks import mask_bbox
 from segserve.models.runtime import Runtime, StageTimer
+from segserve.weights.bundle import WeightsBundle
 
 # A chunk of boxes costs the decoder ~28 MiB each (measured), and upsampling their masks to image size
 # chunk×H×W float32 values more: keep the latter under ~256 MB, which only bites above ~4 megapixels.
@@ -117,6 +118,13 @@ class Sam2Pipeline:
         if compile_encoder:
             model.image_encoder = torch.compile(model.image_encoder)
         return cls(model, runtime)
+
+    @classmethod
+    def from_bundle(cls, bundle: WeightsBundle, runtime: Runtime | None = None,
+                    compile_encoder: bool = False) -> "Sam2Pipeline":
+        if bundle.sam2_checkpoint is None:
+            raise WeightsError("this weights bundle has no SAM2 checkpoint (a GroundingDINO-only bundle)")
+        return cls.from_checkpoint(bundle.sam2_checkpoint, bundle.sam2_config, runtime, compile_encoder)
 
     def encode(self, image: np.ndarray, timer: StageTimer | None = None) -> ImageEmbedding:
         """Run the image encoder on an RGB uint8 (H, W, 3) image."""

@@ -3,7 +3,9 @@
 SageMaker cannot add `?model_name=` and TorchServe resolves /invocations only for the single model
 loaded at startup, so this is that model. Bodies go to the target model unchanged (JSON, or a raw image
 with its custom attributes); JSON Lines batches are split and answered line by line, in order, a bad
-line becoming an error object on its line. `ping` is answered here from the management API.
+line becoming an error object on its line. `ping` is answered here from the management API, and so are
+SageMaker's session requests (sessions.py). With several sam2 replicas, each image goes to its home one
+(affinity.py).
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from segserve.errors import InvalidRequest, NotReady, PayloadTooLarge, ServiceError, TimedOut, UnsupportedMediaType
 from segserve.api.invocation import (
     CUSTOM_ATTRIBUTES, DEFAULT_MAX_RESPONSE_BYTES, IMAGE_TYPES, JSON, JSON_LINES, Reply, decode_json, dump_json,
     error_body, header, media_type, parse_custom_attributes,
 )
+from segserve.routing.affinity import ImageHomes
 from segserve.routing.faults import Describe, RetryAfter, WorkerStates, no_ready_worker, torchserve_error
 from segserve.routing.loopback import Response
+from segserve.routing.sessions import CLOSED_SESSION_HEADER, NEW_SESSION_HEADER, Session, SessionRequest, session_request
 from segserve.api.schemas import ACTIONS, parse_request
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,8 @@ class Router:
         default_attributes: str | None = None,
         retry_after: RetryAfter = RetryAfter(),
         worker_states_ttl_s: float = 1.0,
+        homes: ImageHomes | None = None,
+        session_ttl_s: int = 1200,
     ):
         self.forward = forward
         self.describe = describe
@@ -51,6 +58,8 @@ class Router:
         self.default_attributes = default_attributes
         self.retry_after = retry_after
         self.workers = WorkerStates(describe, worker_states_ttl_s)
+        self.homes = homes  # the replicas of one action's model, chosen by image id
+        self.session_ttl_s = session_ttl_s
 
     def __call__(
         self, body: bytes, content_type: str | None, headers: Mapping[str, str], request_id: str | None = None
@@ -66,16 +75,22 @@ class Router:
 
     def _route(self, body: bytes, media: str, content_type: str | None, headers: Mapping[str, str]) -> Reply:
         if media in JSON_LINES:
-            return Reply(200, self._batch(body), JSON_LINES[0])
+            sessions = session_request(headers, None)
+            return self._with_session(Reply(200, self._batch(body), JSON_LINES[0]), sessions)
         if media in IMAGE_TYPES:
             attributes = header(headers, CUSTOM_ATTRIBUTES) or self.default_attributes or ""
-            action = parse_custom_attributes(attributes).get("action")
-            if action == "ping":
-                return self.readiness()
+            sessions = session_request(headers, None)
+            payload = parse_custom_attributes(attributes)
+            if payload.get("action") == "ping":
+                return self._with_session(self.readiness(), sessions)
             headers = {"Content-Type": content_type, "X-Amzn-SageMaker-Custom-Attributes": attributes}
-            return self._to_model(action, body, headers)
+            return self._with_session(self._to_model(payload.get("action"), body, headers, payload, body), sessions)
         if media == JSON or (media == "" and body[:1] == b"{"):
-            return self._payload(decode_json(body), body)
+            payload = decode_json(body)
+            sessions = session_request(headers, payload)
+            if sessions.control_only:
+                return self._session_answer(sessions)
+            return self._with_session(self._payload(payload, body), sessions)
         raise UnsupportedMediaType(
             f"content type {media or 'missing'!r} is not supported: use application/json, "
             f"application/jsonlines or an image type with X-Amzn-SageMaker-Custom-Attributes"
@@ -87,12 +102,28 @@ class Router:
         if action == "ping":
             parse_request(payload)  # the same validation as everywhere: no stray fields
             return self.readiness()
-        return self._to_model(action, body, {"Content-Type": JSON})
+        return self._to_model(action, body, {"Content-Type": JSON}, payload, None)
+
+    def _session_answer(self, sessions: SessionRequest) -> Reply:
+        """A body that is only {"requestType": "NEW_SESSION" | "CLOSE"}: answered here, with its header."""
+        if sessions.opens:
+            session = Session.new(self.session_ttl_s)
+            body = {"session": {"id": session.id, "expires": session.expires_text}}
+            return Reply(200, dump_json(body), headers={NEW_SESSION_HEADER: session.header})
+        body = {"session": {"id": sessions.session_id, "closed": True}}
+        return Reply(200, dump_json(body), headers={CLOSED_SESSION_HEADER: sessions.session_id})
+
+    def _with_session(self, reply: Reply, sessions: SessionRequest) -> Reply:
+        """NEW_SESSION on an ordinary request: the answer opens the session, if it is a success."""
+        if not sessions.opens or reply.status != 200:
+            return reply
+        session = Session.new(self.session_ttl_s)
+        return replace(reply, headers={**reply.headers, NEW_SESSION_HEADER: session.header})
 
     def readiness(self) -> Reply:
         """Each model's workers: 200 when every routed model has a READY worker, else 503."""
         models = {}
-        for name in ["router", *self.routes.values()]:
+        for name in ["router", *self._models()]:
             versions = self.describe(name) or []
             workers = [w for version in versions for w in version.get("workers", [])]
             ready = sum(1 for w in workers if w.get("status") == "READY")
@@ -101,11 +132,20 @@ class Router:
         body = {"action": "ping", "status": "ready" if healthy else "not_ready", "models": models}
         return Reply(200 if healthy else 503, dump_json(body))
 
-    def _to_model(self, action: object, body: bytes, headers: dict) -> Reply:
+    def _models(self) -> list[str]:
+        """Every model the routes send to, replicas included."""
+        names = []
+        for action, model in self.routes.items():
+            names.extend(self.homes.models if self.homes and action == self.homes.action else [model])
+        return list(dict.fromkeys(names))
+
+    def _to_model(self, action: object, body: bytes, headers: dict, payload: object, raw_image: bytes | None) -> Reply:
         model = self.routes.get(action) if isinstance(action, str) else None
         if model is None:
             shown = "missing" if action is None else repr(action)
             raise InvalidRequest(f"action is {shown}; valid actions: {', '.join(ACTIONS)}", field="action")
+        if self.homes and action == self.homes.action:
+            model = self.homes.model_for(payload, raw_image)
         workers = self.workers.get(model)
         if workers is not None and workers.ready == 0:
             # Not even queued: TorchServe would hold it for a worker that may never come back.
@@ -191,7 +231,7 @@ def _with_request_id(reply: Reply, request_id: str | None) -> Reply:
     if model_request and model_request != request_id:
         log.info("request %s was forwarded as %s", request_id, model_request)
     value["error"]["request_id"] = request_id
-    return Reply(reply.status, dump_json(value), reply.content_type, reply.timings, reply.headers)
+    return replace(reply, body=dump_json(value))
 
 
 def _is_our_error(body: bytes) -> bool:

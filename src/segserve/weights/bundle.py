@@ -1,5 +1,7 @@
 """A weights bundle: one folder holding a SAM2.1 checkpoint and a GroundingDINO folder, described by manifest.json.
 
+A model's archive holds a bundle with only the half it runs: sam2 the checkpoint, langsam GroundingDINO.
+
 Every way of getting weights (official download, local files, random models) ends in this format, so the
 production loaders are what every test exercises. Paths in the manifest are relative to the bundle folder
 unless absolute (local files that a user points at are used where they are, not copied).
@@ -38,8 +40,8 @@ def sam2_config_for(checkpoint: Path) -> str:
 @dataclass(frozen=True)
 class WeightsBundle:
     variant: str  # "official", "tiny", "full" or "local"
-    sam2_checkpoint: Path
-    sam2_config: str
+    sam2_checkpoint: Path | None  # None in a GroundingDINO-only bundle (the langsam model's archive)
+    sam2_config: str | None
     grounding_dino_dir: Path | None  # None in a SAM2-only bundle (the sam2 model's archive)
 
     def write(self, root: Path) -> Path:
@@ -53,7 +55,8 @@ class WeightsBundle:
 
         manifest = {
             "variant": self.variant,
-            "sam2": {"checkpoint": rel(self.sam2_checkpoint), "config": self.sam2_config},
+            "sam2": {"checkpoint": rel(self.sam2_checkpoint), "config": self.sam2_config} if self.sam2_checkpoint
+            else None,
             "grounding_dino": rel(self.grounding_dino_dir) if self.grounding_dino_dir else None,
         }
         path = root / MANIFEST
@@ -70,10 +73,11 @@ class WeightsBundle:
             )
         try:
             manifest = json.loads(path.read_text())
+            sam2 = manifest["sam2"]
             bundle = cls(
                 variant=manifest["variant"],
-                sam2_checkpoint=Path(root, manifest["sam2"]["checkpoint"]),
-                sam2_config=manifest["sam2"]["config"],
+                sam2_checkpoint=Path(root, sam2["checkpoint"]) if sam2 else None,
+                sam2_config=sam2["config"] if sam2 else None,
                 grounding_dino_dir=Path(root, manifest["grounding_dino"]) if manifest["grounding_dino"] else None,
             )
         except (ValueError, KeyError, TypeError) as exc:

@@ -28,7 +28,8 @@ DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 MODELS = {"LangSamRequest": LangSamRequest, "Sam2Request": Sam2Request, "PingRequest": PingRequest}
 # What JSON Schema cannot say, so a body the document calls valid may still be refused for it (400).
 CROSS_FIELD_RULES = ("give exactly one of", "x and y go together", "give either x/y or points", "labels must have",
-                     "labels without points", "box must be", "a sam2 request needs a prompt")
+                     "labels without points", "box must be", "a sam2 request needs a prompt", "boxes go alone",
+                     "each of boxes must be")
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,8 @@ FIELD_DESCRIPTIONS = {
     "image_url": "`http`, `https` or `s3://bucket/key`, fetched by the server: public addresses only, 20 MiB, "
                  "10 s, 3 redirects (docs/API.md §2.2).",
     "image": "The image file in base64 (standard or URL-safe, padding optional) or a `data:...;base64,` URL.",
-    "image_id": "`image.id` of an earlier answer, instead of sending the image again; unknown → 404.",
+    "image_id": "`image.id` of an earlier answer, instead of sending the image again: served from the SAM2 "
+                "embedding cache; unknown or evicted → 404 (send the image again).",
     "mask_format": "How each mask is encoded: COCO RLE, a PNG, or COCO polygons.",
     "return_images": "Also return base64 PNGs: `true` for all of " + ", ".join(RENDERINGS) + ", or a list.",
     "text_prompt": "What to find; separate several things with `.` (at most 256 tokens).",
@@ -47,6 +48,8 @@ FIELD_DESCRIPTIONS = {
     "points": f"1–{MAX_POINTS} points `[x, y]` in pixels, inside the image; needs `labels`.",
     "labels": "One per point: 1 = the object, 0 = not the object (integers: `1`, not `1.0`).",
     "box": "`[x0, y0, x1, y1]` in pixels, x0 < x1, y0 < y1, inside the image.",
+    "boxes": "Several objects at once: one mask per box `[x0, y0, x1, y1]` (x0 ≤ x1, y0 ≤ y1), in box order; "
+             "alone, without other prompts. `[]`: only encode and cache the image.",
     "multimask": "`true`: 3 candidate masks; `false`: 1.",
     "mask_input": "A COCO RLE mask (`{\"size\": [h, w], \"counts\": ...}`) from an earlier answer, to refine.",
 }
@@ -55,8 +58,8 @@ FIELD_DESCRIPTIONS = {
 REQUEST_RULES = {
     "LangSamRequest": "Exactly one of `image_url`, `image`, `image_id` (none for a raw image body).",
     "Sam2Request": "Exactly one of `image_url`, `image`, `image_id` (none for a raw image body). A prompt is "
-                   "required: `x`/`y` (together), `points` with as many `labels`, `box`, or `mask_input`; not "
-                   "`x`/`y` and `points` together. Points and box must lie inside the image.",
+                   "required: `x`/`y` (together), `points` with as many `labels`, `box`, `mask_input`, or `boxes` (alone); "
+                   "not `x`/`y` and `points` together. Points and boxes must lie inside the image.",
     "PingRequest": "Readiness of the router and both models, through the normal request path.",
 }
 
@@ -196,12 +199,14 @@ def _answer_schemas() -> dict:
                       "detector_box": box}
     common = {
         "image": {"$ref": SCHEMAS + "ImageInfo"},
+        "cache": {"enum": ["hit", "miss"],
+                  "description": "`hit`: the SAM2 image encoding came from the cache (the encoder did not run)."},
         "timings_ms": {"type": "object", "additionalProperties": number,
                        "description": "Milliseconds per stage that ran, and `total`."},
         "model": _closed({"name": text, "version": {"type": ["string", "null"]}}),
         **{name: {**text, "description": "base64 PNG (with `return_images`)"} for name in RENDERINGS},
     }
-    required = ["action", "image", "masks", "timings_ms"]
+    required = ["action", "image", "cache", "masks", "timings_ms"]
     model_state = _closed({"registered": {"type": "boolean"}, "workers": integer, "ready_workers": integer})
     return {
         "ImageInfo": _closed({"id": {**text, "description": "Content hash of the decoded pixels."},

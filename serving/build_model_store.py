@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -77,6 +78,11 @@ def build(
         extra.append(str(stage))
     if not mar:
         shutil.rmtree(model_store / model, ignore_errors=True)
+    # The archiver copies everything to $TMPDIR/<model> and deletes it after: a private TMPDIR, or two builds
+    # on one machine (two checkouts, two test runs) delete each other's copy mid-archive.
+    scratch = stage.parent / f"{model}.tmp"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
     subprocess.run(
         [
             str(Path(sys.executable).parent / "torch-model-archiver"), "--model-name", model, "--version", version,
@@ -84,9 +90,10 @@ def build(
             "--config-file", str(config_dir / f"{model}.yaml"),
             "--archive-format", "default" if mar else "no-archive", "--export-path", str(model_store), "--force",
         ],
-        check=True,
+        check=True, env={**os.environ, "TMPDIR": str(scratch)},
     )
     shutil.rmtree(stage)
+    shutil.rmtree(scratch)
     # Readable by the container's non-root user, whatever umask or library wrote the files (0600 weights).
     subprocess.run(["chmod", "-R", "a+rX", str(model_store / (f"{model}.mar" if mar else model))], check=True)
     if not mar:

@@ -83,6 +83,7 @@ def test_an_evicted_image_is_404_until_it_is_sent_again(sam2_pipeline, image_b64
 def test_by_image_id_prompts_are_checked_against_the_cached_size_and_images_render(endpoint, image_b64):
     status, first = endpoint({"action": "sam2", "image": image_b64, "boxes": []})  # encode only, e.g. on upload
     assert status == 200 and first["masks"] == [] and first["cache"] == "miss"
+    assert "sam2_image_encoder" in first["timings_ms"] and "sam2_mask_decoder" not in first["timings_ms"]
     image_id = first["image"]["id"]
     status, outside = endpoint({"action": "sam2", "image_id": image_id, "x": 641, "y": 1})
     assert status == 400 and "outside the 640x480 image" in outside["error"]["message"]

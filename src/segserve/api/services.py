@@ -49,9 +49,9 @@ class Sam2Service:
         if request.image_id is None:
             with timer.stage("load_image"):
                 image = self.loader.load(request, raw_image)
-        return self.answer(request, image, timer)
+        return self._answer(request, image, timer)
 
-    def answer(self, request: Sam2Request, image: LoadedImage | None, timer: StageTimer) -> dict:
+    def _answer(self, request: Sam2Request, image: LoadedImage | None, timer: StageTimer) -> dict:
         """The answer for `image`, or for `request.image_id` from the cache when `image` is None."""
         image_id = image.image_id if image is not None else request.image_id
         entry = self.cache.get(image_id)
@@ -64,9 +64,11 @@ class Sam2Service:
         if not hit:
             entry = CachedImage(self.pipeline.encode(pixels, timer), pixels)
             self.cache.put(image_id, entry)
+        if prompt is None and not request.boxes:  # "boxes": [] only encodes and caches the image
+            return _body(self.action, request, image_id, entry, hit, [], [], timer)
         if prompt is None:
-            prediction = self.pipeline.predict_boxes(entry.embedding, np.array(request.boxes, np.float32).reshape(-1, 4),
-                                                     timer)
+            boxes = np.array(request.boxes, np.float32)
+            prediction = self.pipeline.predict_boxes(entry.embedding, boxes, timer)
             order = np.arange(len(prediction.scores))  # box order: entry i is box i
         else:
             prediction = self.pipeline.predict(entry.embedding, prompt, request.multimask, timer)

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from segserve.api.invocation import header
 from segserve.errors import InvalidRequest
 
 SESSION_HEADER = "X-Amzn-SageMaker-Session-Id"
@@ -55,7 +56,8 @@ def valid_session_id(value: str, field: str = SESSION_HEADER) -> str:
 
 def session_request(headers: Mapping[str, str], payload: object) -> SessionRequest:
     """Read the session header and a `{"requestType": ...}` body (`payload`: the decoded JSON body, if any)."""
-    named = next((value.strip() for key, value in headers.items() if key.lower() == SESSION_HEADER.lower()), None)
+    named = header(headers, SESSION_HEADER)
+    named = named.strip() if named is not None else None
     opens = named == NEW_SESSION
     session_id = None if named in (None, "", NEW_SESSION) else valid_session_id(named)
     if not (isinstance(payload, dict) and "requestType" in payload):

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from segserve.api.invocation import CUSTOM_ATTRIBUTES, JSON, dump_json
 from segserve.api.schemas import ImageRequest
-from segserve.errors import ImageNotCached, InvalidRequest, NotReady, ServiceError, Unavailable
+from segserve.errors import ImageNotCached, InvalidRequest, NotReady, ServiceError
 from segserve.media.image_loading import LoadedImage
 from segserve.media.images import decode_image, encode_png
 from segserve.models.runtime import StageTimer
@@ -106,7 +106,7 @@ def _as_service_error(response: Response) -> ServiceError:
                         _RETRY_AFTER_S)
     message = error.get("message", "the sam2 model failed")
     if "retry_after_s" in error:  # a 503 of sam2's own: keep its wait (and so its Retry-After header)
-        passed = Unavailable(message, error["retry_after_s"], error.get("field"))
+        passed = NotReady(message, error["retry_after_s"], error.get("field"))
     else:
         passed = ServiceError(message, error.get("field"))
     passed.status, passed.code = response.status, error.get("code", ServiceError.code)

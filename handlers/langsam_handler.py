@@ -12,11 +12,12 @@ from segserve.api.services import LangSamService
 from segserve.models.grounding_dino import GroundingDinoDetector
 from segserve.routing.affinity import SAM2_MODELS_ENV, home_model, sam2_models
 from segserve.routing.loopback import LoopbackClient
-from torchserve_io import model_info, runtime_for, serve_batch, settings, weights_bundle
+from torchserve_io import check_model_folder, model_info, runtime_for, serve_batch, settings, weights_bundle
 
 
 class LangSamHandler:
     def initialize(self, context):
+        check_model_folder(context)
         config = settings(context)
         runtime = runtime_for(context, config)
         detector = GroundingDinoDetector.from_bundle(weights_bundle(context, config), runtime)

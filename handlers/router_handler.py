@@ -7,11 +7,12 @@ from segserve.routing.faults import RetryAfter
 from segserve.routing.loopback import LoopbackClient
 from segserve.routing.router import Router
 from segserve.settings import RouterSettings
-from torchserve_io import serve_batch
+from torchserve_io import check_model_folder, serve_batch
 
 
 class RouterHandler:
     def initialize(self, context):
+        check_model_folder(context)
         config = RouterSettings.from_config((context.model_yaml_config or {}).get("handler"))
         # Set by serving/entrypoint.sh from the ports TorchServe was started with.
         self.models = LoopbackClient(

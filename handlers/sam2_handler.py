@@ -7,11 +7,14 @@ from segserve.api.invocation import Invoker
 from segserve.api.services import Sam2Service
 from segserve.models.embedding_cache import embedding_cache
 from segserve.models.sam2_pipeline import Sam2Pipeline
-from torchserve_io import model_info, publish_cache_metrics, runtime_for, serve_batch, settings, weights_bundle
+from torchserve_io import (
+    check_model_folder, model_info, publish_cache_metrics, runtime_for, serve_batch, settings, weights_bundle,
+)
 
 
 class Sam2Handler:
     def initialize(self, context):
+        check_model_folder(context)
         config = settings(context)
         runtime = runtime_for(context, config)
         pipeline = Sam2Pipeline.from_bundle(weights_bundle(context, config), runtime, config.compile)

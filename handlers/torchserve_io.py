@@ -14,10 +14,16 @@ from pathlib import Path
 import torch
 
 from segserve.api.invocation import Reply, header
+from segserve.build_info import check_built_with
 from segserve.models.embedding_cache import CacheStats, EmbeddingCache
 from segserve.models.runtime import Runtime
 from segserve.settings import ModelSettings
 from segserve.weights.bundle import WeightsBundle
+
+
+def check_model_folder(context) -> None:
+    """Refuse to start on a model folder built by another segserve version (both versions named)."""
+    check_built_with(Path(context.system_properties["model_dir"]), context.model_name)
 
 
 def settings(context) -> ModelSettings:

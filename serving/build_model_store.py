@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from segserve.build_info import installed_version, write_build_info
 from segserve.weights.bundle import WeightsBundle
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,8 +50,8 @@ def _link(source, target):
 
 
 def inputs_digest(model: str, weights_dir: Path, config_dir: Path, version: str) -> str:
-    """What a build depends on: handler code, model config, the weights manifest and version."""
-    digest = hashlib.sha256(version.encode())
+    """What a build depends on: handler code, model config, the weights manifest, versions (model, segserve)."""
+    digest = hashlib.sha256(f"{version} {installed_version()}".encode())
     files = [REPO / "handlers" / f"{model}_handler.py", REPO / "handlers" / "torchserve_io.py",
              config_dir / f"{model}.yaml"]
     if model != "router":
@@ -72,10 +73,10 @@ def build(
     stage = REPO / "build" / "stage" / model
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
-    extra = [str(REPO / "handlers" / "torchserve_io.py")]
+    write_build_info(stage)  # checked by the handler at start (segserve.build_info)
+    extra = [str(REPO / "handlers" / "torchserve_io.py"), str(stage)]
     if model != "router":
         stage_weights(model, WeightsBundle.load(weights_dir), stage)
-        extra.append(str(stage))
     if not mar:
         shutil.rmtree(model_store / model, ignore_errors=True)
     # The archiver copies everything to $TMPDIR/<model> and deletes it after: a private TMPDIR, or two builds

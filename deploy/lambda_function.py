@@ -1,0 +1,137 @@
+"""The web UI's backend on AWS: API Gateway → this Lambda → SageMaker InvokeEndpoint (deploy/template.yaml).
+
+It forwards the UI's JSON body unchanged and answers with the endpoint's own status and body: a 400 from
+the model stays a 400 with the model's `{"error": {...}}`. What the model cannot say is added here: 413 for
+a body over the limit, 400 for a body that is not a JSON object, 502 when the endpoint cannot be reached or
+does not answer, 503/429 when SageMaker says it is not ready or throttles. SageMaker's own error messages
+(they name the AWS account) go to the log, never to the browser.
+
+Environment: ENDPOINT_NAME (required); ALLOWED_ORIGINS (comma-separated origins allowed by CORS, or "*");
+MAX_BODY_BYTES (default 6,000,000: under InvokeEndpoint's 6 MB); READ_TIMEOUT_S (default 28: API Gateway
+gives up at 29-30 s). Stateful sessions pass through as the X-Amzn-SageMaker-Session-Id request header and
+the X-Amzn-SageMaker-New-Session-Id / -Closed-Session-Id answer headers.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+from segserve.client.endpoint import JSON, Answer, SegmentationClient, runtime_client
+from segserve.client.errors import EndpointError, EndpointUnreachable
+
+log = logging.getLogger()
+log.setLevel(logging.INFO)
+
+SESSION_HEADER = "x-amzn-sagemaker-session-id"
+ANSWER_SESSION_HEADERS = ("X-Amzn-SageMaker-New-Session-Id", "X-Amzn-SageMaker-Closed-Session-Id")
+# SageMaker's own refusals, as the browser should see them.
+SAGEMAKER_STATUSES = {"ModelNotReadyException": 503, "ServiceUnavailable": 503, "ThrottlingException": 429}
+
+
+@dataclass(frozen=True)
+class Settings:
+    endpoint_name: str
+    allowed_origins: tuple[str, ...]
+    max_body_bytes: int
+    read_timeout_s: float
+    runtime_url: str | None  # AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME / AWS_ENDPOINT_URL, read by boto3 itself
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        origins = tuple(o.strip() for o in os.environ.get("ALLOWED_ORIGINS", "").split(",") if o.strip())
+        return cls(os.environ["ENDPOINT_NAME"], origins, int(os.environ.get("MAX_BODY_BYTES", "6000000")),
+                   float(os.environ.get("READ_TIMEOUT_S", "28")),
+                   os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME") or os.environ.get("AWS_ENDPOINT_URL"))
+
+
+_clients: dict[Settings, SegmentationClient] = {}  # one per configuration, reused across warm invocations
+
+
+def lambda_handler(event: dict, context) -> dict:
+    settings = Settings.from_env()
+    request_id = getattr(context, "aws_request_id", None)
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    cors = cors_headers(settings, headers.get("origin"))
+    method = event.get("httpMethod") or event.get("requestContext", {}).get("http", {}).get("method")
+    if method == "OPTIONS":
+        return respond(204, b"", cors)
+    if method != "POST":
+        return error(405, "method_not_allowed", "POST a JSON request (docs/API.md)", cors, request_id)
+    body = event.get("body") or ""
+    try:
+        data = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8")
+    except ValueError:
+        return error(400, "invalid_request", "the body is not valid base64", cors, request_id)
+    if len(data) > settings.max_body_bytes:
+        return error(413, "payload_too_large", f"the request is {len(data):,} bytes; the limit is "
+                     f"{settings.max_body_bytes:,} (send a smaller image, or an image_url)", cors, request_id)
+    try:
+        if not isinstance(json.loads(data), dict):
+            raise ValueError
+    except ValueError:
+        return error(400, "invalid_request", "the body must be a JSON object (docs/API.md)", cors, request_id)
+    return forward(settings, data, headers.get(SESSION_HEADER), cors, request_id)
+
+
+def forward(settings: Settings, data: bytes, session_id: str | None, cors: dict, request_id: str | None) -> dict:
+    client = _clients.get(settings)
+    if client is None:
+        client = _clients[settings] = SegmentationClient(
+            settings.endpoint_name, runtime=runtime_client(read_timeout=settings.read_timeout_s))
+    try:
+        answer = client.invoke(data, session_id=session_id)
+    except EndpointError as exc:
+        if exc.from_model and exc.status >= 400:
+            return respond(exc.status, exc.body.encode(), {**cors, "Content-Type": JSON})
+        log.warning("endpoint %s: %s", settings.endpoint_name, exc)  # SageMaker's message names the account
+        if exc.from_model:  # no answer from the container (SageMaker's status 0)
+            return error(502, "endpoint_unreachable", "the model did not answer in time; try again", cors, request_id)
+        status = SAGEMAKER_STATUSES.get(exc.code, 502)
+        return error(status, "endpoint_unavailable", "the segmentation endpoint is not available right now",
+                     cors, request_id)
+    except EndpointUnreachable as exc:
+        log.warning("endpoint %s unreachable: %s", settings.endpoint_name, exc)
+        return error(502, "endpoint_unreachable", "the segmentation endpoint could not be reached", cors, request_id)
+    return respond(200, answer.data, {**cors, "Content-Type": answer.content_type or JSON, **session_headers(answer)})
+
+
+def session_headers(answer: Answer) -> dict:
+    headers = {}
+    if answer.session_id:
+        headers[ANSWER_SESSION_HEADERS[0]] = f"{answer.session_id}; Expires={answer.session_expires}"
+    if answer.closed_session_id:
+        headers[ANSWER_SESSION_HEADERS[1]] = answer.closed_session_id
+    return headers
+
+
+def cors_headers(settings: Settings, origin: str | None) -> dict:
+    """CORS for the configured origins only; a browser on any other origin gets no CORS headers (and is refused)."""
+    if "*" in settings.allowed_origins:
+        allowed = "*"
+    elif origin and origin in settings.allowed_origins:
+        allowed = origin
+    else:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": allowed,
+        "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Allow-Headers": f"Content-Type, {SESSION_HEADER}",
+        "Access-Control-Expose-Headers": ", ".join(ANSWER_SESSION_HEADERS),
+        "Access-Control-Max-Age": "600",
+        "Vary": "Origin",
+    }
+
+
+def error(status: int, code: str, message: str, cors: dict, request_id: str | None) -> dict:
+    body = {"error": {"code": code, "message": message, **({"request_id": request_id} if request_id else {})}}
+    return respond(status, json.dumps(body).encode(), {**cors, "Content-Type": JSON})
+
+
+def respond(status: int, body: bytes, headers: dict) -> dict:
+    """An API Gateway proxy answer (REST and HTTP API alike)."""
+    return {"statusCode": status, "headers": headers, "body": body.decode("utf-8", errors="replace"),
+            "isBase64Encoded": False}

@@ -1,0 +1,163 @@
+"""The client and the UI's Lambda end to end: boto3 sagemaker-runtime → the SageMaker-runtime stand-in → the
+shared live TorchServe, for every action, with the endpoint's errors passed through with their status.
+
+boto3 finds the stand-in only through AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME (and moto's S3, for async, through
+AWS_ENDPOINT_URL_S3), exactly as a developer's own code would against `make serve`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from deploy import lambda_function
+from segserve.client import EndpointError, SegmentationClient, custom_attributes
+from segserve.client.mask_files import write_masks
+from segserve.client.standin import StandInConfig
+from segserve.media.masks import decode_mask_png
+from tests.client_helpers import plain_runtime, point_boto3_at, running_standin
+from tests.conftest import make_scene
+from tests.integration.conftest import S3_BUCKET
+from tests.integration.serving import b64, check_segmentation, check_error_object, decode_mask, encode
+
+POINT = {"x": 80, "y": 85}  # on the red rectangle of the 320x240 scene
+ASYNC_OUTPUT = f"s3://{S3_BUCKET}/async-out"
+
+
+@pytest.fixture(scope="module")
+def standin(server):
+    config = StandInConfig(server.inference, ("segserve",), async_output=ASYNC_OUTPUT)
+    with running_standin(config) as running:
+        yield running
+
+
+@pytest.fixture
+def client(monkeypatch, standin, s3) -> SegmentationClient:
+    point_boto3_at(monkeypatch, standin.url, s3_url=s3)
+    return SegmentationClient("segserve")
+
+
+def lambda_event(payload: dict) -> dict:
+    return {"version": "2.0", "headers": {"content-type": "application/json"},
+            "requestContext": {"http": {"method": "POST"}}, "body": json.dumps(payload), "isBase64Encoded": False}
+
+
+@pytest.fixture
+def call_lambda(client, monkeypatch):
+    monkeypatch.setenv("ENDPOINT_NAME", "segserve")
+    monkeypatch.setenv("ALLOWED_ORIGINS", "*")
+    context = SimpleNamespace(aws_request_id="lambda-1")
+    return lambda payload: lambda_function.lambda_handler(lambda_event(payload), context)
+
+
+# --- the client ----------------------------------------------------------------------------------------------
+
+
+def test_ping_through_the_client(client):
+    answer = client.ping()
+    assert answer.body["status"] == "ready" and answer.variant == "AllTraffic"
+
+
+def test_sam2_through_the_client_and_its_masks_written_as_png_files(client, scene_png, tmp_path):
+    answer = client.sam2(scene_png, multimask=False, **POINT)
+    (entry,) = check_segmentation(answer.body, "sam2")
+    files = write_masks(answer.body, tmp_path, stem="click")
+    assert [f.name for f in files] == ["click-0.png", "click.json"]
+    written = decode_mask_png((tmp_path / "click-0.png").read_bytes())
+    assert np.array_equal(written, decode_mask(entry["mask"], "rle", (320, 240)))
+    summary = json.loads((tmp_path / "click.json").read_text())
+    assert summary["masks"][0]["file"] == "click-0.png" and summary["masks"][0]["area"] == entry["area"]
+
+
+def test_langsam_through_the_client_from_a_file(client, scene_png, tmp_path):
+    image = tmp_path / "scene.png"
+    image.write_bytes(scene_png)
+    answer = client.langsam(image, text_prompt="red square", max_detections=2, mask_format="png")
+    masks = check_segmentation(answer.body, "langsam", mask_format="png")
+    assert 1 <= len(masks) <= 2
+
+
+def test_a_raw_image_body_with_custom_attributes(client, scene_png):
+    attributes = custom_attributes({"action": "sam2", "box": [40, 40, 120, 130], "multimask": False})
+    answer = client.invoke(scene_png, content_type="image/png", custom_attributes=attributes)
+    assert len(check_segmentation(answer.body, "sam2")) == 1
+
+
+def test_an_image_url_is_fetched_by_the_endpoint(client):
+    answer = client.sam2(f"s3://{S3_BUCKET}/scenes/scene.png", multimask=False, **POINT)
+    assert len(check_segmentation(answer.body, "sam2")) == 1
+
+
+@pytest.mark.parametrize("call, status, code, field", [
+    (lambda c, png: c.sam2(png, x=321, y=10), 400, "invalid_request", "x"),
+    (lambda c, png: c.sam2(image_id="f" * 32, x=1, y=1), 404, "not_found", "image_id"),
+    (lambda c, png: c.sam2(encode(make_scene(300, 400), "PNG"), x=1, y=1), 413, "payload_too_large", "image"),
+    (lambda c, png: c.langsam(png, text_prompt="x", box_threshold=2), 400, "invalid_request", "box_threshold"),
+])
+def test_the_endpoints_errors_come_back_with_their_status(client, scene_png, call, status, code, field):
+    with pytest.raises(EndpointError) as raised:
+        call(client, scene_png)
+    error = raised.value
+    assert (error.status, error.code, error.field, error.from_model) == (status, code, field, True)
+    assert error.request_id  # the endpoint's request id, for its log
+    check_error_object(json.loads(error.body), code, field)
+
+
+def test_a_users_own_boto3_code_sees_sagemakers_model_error(client, scene_png):
+    runtime = plain_runtime()
+    body = json.dumps({"action": "sam2", "image": b64(scene_png), "x": 321, "y": 10})
+    with pytest.raises(runtime.exceptions.ModelError) as raised:
+        runtime.invoke_endpoint(EndpointName="segserve", Body=body, ContentType="application/json")
+    assert raised.value.response["OriginalStatusCode"] == 400
+    assert json.loads(raised.value.response["OriginalMessage"])["error"]["code"] == "invalid_request"
+
+
+def test_async_invocation_answer_lands_in_s3(client, scene_png):
+    key = f"s3://{S3_BUCKET}/async-in/{uuid.uuid4()}.json"
+    invocation = client.invoke_async({"action": "sam2", "image": b64(scene_png), "multimask": False, **POINT}, key)
+    assert invocation.output_location.startswith(ASYNC_OUTPUT + "/")
+    answer = client.wait_async(invocation, timeout_s=120, poll_s=0.5)
+    assert len(check_segmentation(answer.body, "sam2")) == 1
+
+
+def test_async_invocation_failure_lands_at_the_failure_location(client):
+    key = f"s3://{S3_BUCKET}/async-in/{uuid.uuid4()}.json"
+    invocation = client.invoke_async({"action": "sam2", "image_id": "f" * 32, "x": 1, "y": 1}, key)
+    with pytest.raises(EndpointError) as raised:
+        client.wait_async(invocation, timeout_s=120, poll_s=0.5)
+    assert raised.value.code == "not_found" and raised.value.field == "image_id"
+
+
+# --- the Lambda ----------------------------------------------------------------------------------------------
+
+
+def test_the_lambda_answers_ping(call_lambda):
+    reply = call_lambda({"action": "ping"})
+    assert reply["statusCode"] == 200 and json.loads(reply["body"])["status"] == "ready"
+    assert reply["headers"]["Access-Control-Allow-Origin"] == "*"
+
+
+def test_the_lambda_answers_sam2_and_langsam(call_lambda, scene_png):
+    sam2 = call_lambda({"action": "sam2", "image": b64(scene_png), "multimask": False, **POINT})
+    assert sam2["statusCode"] == 200, sam2["body"]
+    assert len(check_segmentation(json.loads(sam2["body"]), "sam2")) == 1
+    langsam = call_lambda({"action": "langsam", "image": b64(scene_png), "text_prompt": "red square",
+                           "max_detections": 1})
+    assert langsam["statusCode"] == 200, langsam["body"]
+    assert len(check_segmentation(json.loads(langsam["body"]), "langsam")) == 1
+
+
+@pytest.mark.parametrize("payload, status, code", [
+    ({"action": "segment"}, 400, "invalid_request"),
+    ({"action": "sam2", "image_id": "f" * 32, "x": 1, "y": 1}, 404, "not_found"),
+])
+def test_the_lambda_passes_the_endpoints_error_status_and_body_through(call_lambda, payload, status, code):
+    reply = call_lambda(payload)
+    assert reply["statusCode"] == status
+    body = json.loads(reply["body"])
+    check_error_object(body, code)
+    assert body["error"]["request_id"] != "lambda-1"  # the endpoint's own error, not one the Lambda made

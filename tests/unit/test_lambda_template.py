@@ -1,0 +1,100 @@
+"""deploy/template.yaml: cfn-lint clean, and what it promises (least privilege, throttling, the Lambda's
+settings) is what deploy/lambda_function.py reads."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "deploy" / "template.yaml"
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """Reads !Ref, !Sub, !GetAtt… as {"Ref": ...}-style dicts."""
+
+
+def _tag(loader, suffix, node):
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        return {name: value.split(".", 1) if suffix == "GetAtt" else value}
+    if isinstance(node, yaml.SequenceNode):
+        return {name: loader.construct_sequence(node, deep=True)}
+    return {name: loader.construct_mapping(node, deep=True)}
+
+
+_CloudFormationLoader.add_multi_constructor("!", _tag)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return yaml.load(TEMPLATE.read_text(), Loader=_CloudFormationLoader)
+
+
+def cfn_lint(path: Path) -> subprocess.CompletedProcess:
+    """The pinned cfn-lint of this venv (requirements/test.txt), not whichever one is on PATH."""
+    return subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), str(path)], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_the_template_is_cfn_lint_clean():
+    result = cfn_lint(TEMPLATE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cfn_lint_does_catch_a_broken_template(tmp_path):
+    """The clean result above means something: the same lint fails an invalid property and a bad reference."""
+    broken = tmp_path / "broken.yaml"
+    text = TEMPLATE.read_text().replace("Runtime: python3.13", "Runtime: python2.1")
+    broken.write_text(text.replace("!GetAtt FunctionRole.Arn", "!GetAtt NoSuchRole.Arn"))
+    result = cfn_lint(broken)
+    assert result.returncode != 0
+    assert "python2.1" in result.stdout and "NoSuchRole" in result.stdout, result.stdout
+
+
+def test_the_role_may_invoke_only_the_one_endpoint_and_write_only_its_own_logs(template):
+    role = template["Resources"]["FunctionRole"]["Properties"]
+    assert "ManagedPolicyArns" not in role
+    statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    actions = {action for s in statements for action in ([s["Action"]] if isinstance(s["Action"], str)
+                                                            else s["Action"])}
+    assert actions == {"sagemaker:InvokeEndpoint", "logs:CreateLogStream", "logs:PutLogEvents"}
+    (invoke,) = [s for s in statements if s["Action"] == "sagemaker:InvokeEndpoint"]
+    assert invoke["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:endpoint/${EndpointName}"}
+    (logs,) = [s for s in statements if s is not invoke]
+    assert logs["Resource"] == {"Fn::GetAtt": ["FunctionLogGroup", "Arn"]}
+    assert all("*" not in str(s["Resource"]) for s in statements)
+
+
+def test_the_endpoint_name_must_be_lower_case_as_its_arn_is(template):
+    pattern = re.compile(template["Parameters"]["EndpointName"]["AllowedPattern"])
+    assert pattern.match("segserve-prod") and not pattern.match("SegServe")
+
+
+def test_the_api_is_throttled_and_routes_only_post_and_preflight(template):
+    resources = template["Resources"]
+    settings = resources["Stage"]["Properties"]["DefaultRouteSettings"]
+    assert settings == {"ThrottlingRateLimit": {"Ref": "ThrottleRateLimit"},
+                        "ThrottlingBurstLimit": {"Ref": "ThrottleBurstLimit"}}
+    routes = sorted(r["Properties"]["RouteKey"] for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Route")
+    assert routes == ["OPTIONS /invocations", "POST /invocations"]
+
+
+def test_the_lambdas_handler_and_settings_are_the_ones_the_code_reads(template):
+    from deploy import lambda_function
+
+    function = template["Resources"]["Function"]["Properties"]
+    module, name = function["Handler"].split(".")
+    assert module == "lambda_function" and callable(getattr(lambda_function, name))
+    variables = set(function["Environment"]["Variables"])
+    read = set(re.findall(r'os\.environ(?:\.get)?[\[(]"([A-Z_]+)"', Path(lambda_function.__file__).read_text()))
+    assert variables == read - {"AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_ENDPOINT_URL"}
+    # The Lambda's own SageMaker timeout ends before the function's and API Gateway's do.
+    assert float(function["Environment"]["Variables"]["READ_TIMEOUT_S"]) < function["Timeout"] <= 30

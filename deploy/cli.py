@@ -7,16 +7,17 @@ import sys
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
-from deploy import down, image, transform, up
+from deploy import down, image, invoke, transform, up
 from deploy.aws import DeployError
 
 # Each module adds its subcommand with register(commands, common) and sets `run` (args → exit status).
-COMMANDS = (image, up, transform, down)
+COMMANDS = (image, up, invoke, transform, down)
 
 EPILOG = """typical session:
   segserve-deploy image --repository segserve                      # prints the image URI
   segserve-deploy up --name segserve --image-uri URI --role-arn ARN --model-data model_store --bucket BUCKET
   segserve-deploy up --name segserve ... --instances 2             # zero-downtime update
+  segserve-deploy invoke --name segserve --action sam2 --image photo.jpg --x 200 --y 150 --out masks/
   segserve-deploy down --name segserve
 
 Every AWS call honours AWS_ENDPOINT_URL (e.g. a moto server or LocalStack) and the usual AWS_* settings.

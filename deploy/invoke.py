@@ -48,9 +48,9 @@ def register(commands, common: argparse.ArgumentParser) -> None:
     prompts.add_argument("--box", type=_numbers(4), metavar="X0,Y0,X1,Y1", help="sam2: a box prompt")
     options = parser.add_argument_group("options")
     options.add_argument("--single-mask", action="store_true", help="sam2: one mask instead of three candidates")
-    options.add_argument("--max-detections", type=int, help="langsam: at most this many objects")
-    options.add_argument("--box-threshold", type=float, help="langsam: detector box score threshold")
-    options.add_argument("--text-threshold", type=float, help="langsam: detector text score threshold")
+    options.add_argument("--max-detections", type=int, metavar="N", help="langsam: at most this many objects")
+    options.add_argument("--box-threshold", type=float, metavar="T", help="langsam: detector box score threshold")
+    options.add_argument("--text-threshold", type=float, metavar="T", help="langsam: detector text score threshold")
     options.add_argument("--mask-format", choices=("rle", "png", "polygons"), help="default rle")
     options.add_argument("--return-images", action="store_true", help="also the original, overlay and mask_only PNGs")
     options.add_argument("--session", metavar="NEW_SESSION|ID",
@@ -62,7 +62,7 @@ def register(commands, common: argparse.ArgumentParser) -> None:
                               help="InvokeEndpointAsync: upload the request to --input-location first")
     asynchronous.add_argument("--input-location", metavar="s3://BUCKET/KEY", help="where to upload the request")
     asynchronous.add_argument("--wait", action="store_true", help="--async: wait for the answer in S3")
-    asynchronous.add_argument("--wait-timeout", type=float, default=900.0, help="seconds (default %(default)g)")
+    asynchronous.add_argument("--wait-timeout", type=float, default=900.0, metavar="S", help="seconds (default %(default)g)")
     parser.set_defaults(run=run)
 
 

@@ -5,6 +5,7 @@ variable."""
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -51,6 +52,7 @@ class ScriptedContainer:
     def __init__(self):
         self.reply = (200, b'{"action": "ping", "status": "ready"}', {"Content-Type": "application/json"})
         self.seen: list[dict] = []
+        self.delay_s = 0.0
         container = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -58,6 +60,7 @@ class ScriptedContainer:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 container.seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
                 status, data, headers = container.reply
+                time.sleep(container.delay_s)
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)

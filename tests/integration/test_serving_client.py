@@ -8,7 +8,10 @@ AWS_ENDPOINT_URL_S3), exactly as a developer's own code would against `make serv
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import uuid
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -19,9 +22,9 @@ from segserve.client import EndpointError, SegmentationClient, custom_attributes
 from segserve.client.mask_files import write_masks
 from segserve.client.standin import StandInConfig
 from segserve.media.masks import decode_mask_png
-from tests.client_helpers import plain_runtime, point_boto3_at, running_standin
+from tests.client_helpers import FAKE_AWS, plain_runtime, point_boto3_at, running_standin
 from tests.conftest import make_scene
-from tests.integration.conftest import S3_BUCKET
+from tests.integration.conftest import S3_BUCKET, VENV_BIN, clean_env
 from tests.integration.serving import b64, check_segmentation, check_error_object, decode_mask, encode
 
 POINT = {"x": 80, "y": 85}  # on the red rectangle of the 320x240 scene
@@ -161,3 +164,67 @@ def test_the_lambda_passes_the_endpoints_error_status_and_body_through(call_lamb
     body = json.loads(reply["body"])
     check_error_object(body, code)
     assert body["error"]["request_id"] != "lambda-1"  # the endpoint's own error, not one the Lambda made
+
+
+# --- segserve-deploy invoke ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def invoke_cli(client, standin, s3):
+    """The installed console script, in a clean environment pointing boto3 at the stand-in (and moto's S3).
+    (`client` sets the same variables in this process, where the stand-in runs and writes async answers.)"""
+    env = clean_env(PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", **FAKE_AWS,
+                    AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=standin.url, AWS_ENDPOINT_URL_S3=s3)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(VENV_BIN / "segserve-deploy"), "invoke", "--name", "segserve", *args],
+                              capture_output=True, text=True, env=env, timeout=300)
+
+    return run
+
+
+def test_invoke_ping_prints_the_json(invoke_cli):
+    result = invoke_cli("--action", "ping")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "ready"
+
+
+def test_invoke_sam2_writes_the_masks_as_png_files(invoke_cli, scene_png, tmp_path):
+    image = tmp_path / "scene.png"
+    image.write_bytes(scene_png)
+    out = tmp_path / "out"
+    result = invoke_cli("--action", "sam2", "--image", str(image), "--point", "80,85", "--negative", "250,200",
+                        "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    files = [Path(line) for line in result.stdout.splitlines()]
+    assert [f.name for f in files] == ["sam2-0.png", "sam2-1.png", "sam2-2.png", "sam2.json"]  # multimask: 3
+    summary = json.loads((out / "sam2.json").read_text())
+    for entry in summary["masks"]:
+        assert int(decode_mask_png((out / entry["file"]).read_bytes()).sum()) == entry["area"]
+
+
+def test_invoke_langsam_from_an_s3_url(invoke_cli):
+    result = invoke_cli("--action", "langsam", "--image", f"s3://{S3_BUCKET}/scenes/scene.png", "--text", "red square",
+                        "--max-detections", "1")
+    assert result.returncode == 0, result.stderr
+    assert len(check_segmentation(json.loads(result.stdout), "langsam")) == 1
+
+
+def test_invoke_reports_the_endpoints_error_with_its_status(invoke_cli, scene_png, tmp_path):
+    image = tmp_path / "scene.png"
+    image.write_bytes(scene_png)
+    result = invoke_cli("--action", "sam2", "--image", str(image), "--x", "321", "--y", "10")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("segserve-deploy invoke: the endpoint answered 400 invalid_request (x): point")
+    assert "Traceback" not in result.stderr
+
+
+def test_invoke_async_waits_for_the_answer_in_s3(invoke_cli, scene_png, tmp_path):
+    image = tmp_path / "scene.png"
+    image.write_bytes(scene_png)
+    result = invoke_cli("--action", "sam2", "--image", str(image), "--x", "80", "--y", "85", "--single-mask",
+                        "--async", "--input-location", f"s3://{S3_BUCKET}/async-in/cli.json", "--wait",
+                        "--wait-timeout", "120")
+    assert result.returncode == 0, result.stderr
+    assert f"answer at {ASYNC_OUTPUT}/" in result.stderr
+    assert len(check_segmentation(json.loads(result.stdout), "sam2")) == 1

@@ -10,7 +10,7 @@ import pytest
 
 from deploy.cli import COMMANDS, build_parser, main
 
-COMMAND_NAMES = ["image", "up", "transform", "down"]
+COMMAND_NAMES = ["image", "up", "invoke", "transform", "down"]
 
 
 def test_every_command_is_registered():

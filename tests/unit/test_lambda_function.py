@@ -12,7 +12,7 @@ import pytest
 
 from deploy import lambda_function
 from segserve.client.standin import StandInConfig
-from tests.client_helpers import ScriptedContainer, point_boto3_at, running_standin
+from tests.client_helpers import point_boto3_at, running_standin
 from tests.processes import free_port
 
 ORIGIN = "https://ui.example.com"
@@ -34,19 +34,6 @@ def rest_api_event(body: str) -> dict:
     """API Gateway REST API (payload format 1.0): the handler serves both."""
     return {"httpMethod": "POST", "path": "/invocations", "headers": {"Origin": ORIGIN}, "body": body,
             "isBase64Encoded": False}
-
-
-@pytest.fixture(scope="module")
-def container():
-    container = ScriptedContainer()
-    yield container
-    container.close()
-
-
-@pytest.fixture(scope="module")
-def standin(container):
-    with running_standin(StandInConfig(container.url)) as server:
-        yield server
 
 
 @pytest.fixture

@@ -8,29 +8,17 @@ version of these paths is tests/integration/test_serving_client.py.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from botocore.exceptions import ClientError
 
 from segserve.client import NEW_SESSION, EndpointError, EndpointUnreachable, SegmentationClient
 from segserve.client.standin import StandInConfig
-from tests.client_helpers import ScriptedContainer, plain_runtime, point_boto3_at, running_standin
+from tests.client_helpers import plain_runtime, point_boto3_at, running_standin
 from tests.processes import free_port
 
 SESSION_REPLY = "s-1a2b; Expires=2026-12-01T23:00:00Z"
-
-
-@pytest.fixture(scope="module")
-def container():
-    container = ScriptedContainer()
-    yield container
-    container.close()
-
-
-@pytest.fixture(scope="module")
-def standin(container):
-    with running_standin(StandInConfig(container.url, ("segserve", "other-endpoint"))) as server:
-        yield server
 
 
 @pytest.fixture
@@ -144,3 +132,41 @@ def test_async_is_refused_when_the_stand_in_has_no_output_location(runtime):
         runtime.invoke_endpoint_async(EndpointName="segserve", InputLocation="s3://b/k")
     assert raised.value.response["Error"]["Code"] == "ValidationError"
     assert "--async-output" in raised.value.response["Error"]["Message"]
+
+
+def test_the_console_script_serves_until_stopped(monkeypatch, container):
+    """`segserve-runtime-standin` as a developer starts it: it prints the variable to export, then answers."""
+    import shutil
+    import subprocess
+
+    port = free_port()
+    process = subprocess.Popen(
+        [shutil.which("segserve-runtime-standin") or "segserve-runtime-standin", "--port", str(port),
+         "--container-url", container.url, "--endpoint-name", "mine"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = process.stdout.readline() + process.stdout.readline()
+        assert f"export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=http://127.0.0.1:{port}" in banner, banner
+        point_boto3_at(monkeypatch, f"http://127.0.0.1:{port}")
+        container.reply = (200, b'{"status": "ready"}', {"Content-Type": "application/json"})
+        assert SegmentationClient("mine").ping().body == {"status": "ready"}
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert "POST /endpoints/mine/invocations -> 200" in process.stderr.read()
+
+
+def test_a_read_timeout_is_reported_once_and_the_request_never_resent(monkeypatch, standin, container):
+    """botocore would resend the POST after a read timeout, doubling the work of a slow endpoint."""
+    from segserve.client import runtime_client
+
+    point_boto3_at(monkeypatch, standin.url)
+    container.seen.clear()
+    container.delay_s = 1.5
+    try:
+        with pytest.raises(EndpointUnreachable, match="Read timeout"):
+            SegmentationClient("segserve", runtime=runtime_client(read_timeout=0.5)).ping()
+        time.sleep(2.0)  # long enough for a resent request to have reached the container
+    finally:
+        container.delay_s = 0.0
+    assert len(container.seen) == 1

@@ -54,9 +54,9 @@ class AsyncInvocation:
 
 def runtime_client(region: str | None = None, read_timeout: float = READ_TIMEOUT_S, session=None):
     """boto3's sagemaker-runtime client (from `session`, a boto3.Session, if given) with timeouts sized for
-    segmentation and the standard retry mode, which retries throttling and connection errors, never a model's
-    answer."""
-    config = Config(read_timeout=read_timeout, connect_timeout=5, retries={"mode": "standard", "max_attempts": 2})
+    segmentation, and no automatic retries: botocore would resend a POST after a read timeout, doubling the
+    work of an endpoint that is already slow (the caller decides, e.g. on a 503 with Retry-After)."""
+    config = Config(read_timeout=read_timeout, connect_timeout=5, retries={"mode": "standard", "total_max_attempts": 1})
     return (session or boto3).client("sagemaker-runtime", region_name=region, config=config)
 
 

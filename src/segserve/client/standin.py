@@ -169,6 +169,14 @@ class StandInServer(ThreadingHTTPServer):
         super().__init__(address, StandInHandler)
         self.config = config
 
+    def handle_error(self, request, client_address) -> None:
+        """A caller that gave up (its read timeout) before the answer: one line, not a traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (BrokenPipeError, ConnectionResetError)):
+            log.info("%s:%s went away before its answer", *client_address[:2])
+        else:
+            super().handle_error(request, client_address)
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]

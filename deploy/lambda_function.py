@@ -52,8 +52,12 @@ _clients: dict[Settings, SegmentationClient] = {}  # one per configuration, reus
 
 
 def lambda_handler(event: dict, context) -> dict:
-    settings = Settings.from_env()
     request_id = getattr(context, "aws_request_id", None)
+    try:
+        settings = Settings.from_env()
+    except (KeyError, ValueError) as exc:  # the stack's configuration, not the caller's request
+        log.error("misconfigured: %r (set ENDPOINT_NAME; MAX_BODY_BYTES and READ_TIMEOUT_S are numbers)", exc)
+        return error(500, "misconfigured", "the backend is misconfigured (see its log)", {}, request_id)
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     cors = cors_headers(settings, headers.get("origin"))
     method = event.get("httpMethod") or event.get("requestContext", {}).get("http", {}).get("method")

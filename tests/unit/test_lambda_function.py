@@ -122,6 +122,13 @@ def test_an_unknown_endpoint_is_502_without_sagemakers_message(handler, monkeypa
     assert "account" not in reply["body"]  # SageMaker's message names the AWS account: logged, not answered
 
 
+def test_a_missing_endpoint_name_is_a_clear_500_not_a_traceback(handler, monkeypatch, container):
+    monkeypatch.delenv("ENDPOINT_NAME")
+    reply = handler(http_api_event('{"action": "ping"}'))
+    assert reply["statusCode"] == 500 and json.loads(reply["body"])["error"]["code"] == "misconfigured"
+    assert container.seen == []
+
+
 def test_an_unreachable_runtime_is_a_clear_502(handler, monkeypatch):
     point_boto3_at(monkeypatch, f"http://127.0.0.1:{free_port()}")
     reply = handler(http_api_event('{"action": "ping"}'))

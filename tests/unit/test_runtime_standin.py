@@ -152,7 +152,8 @@ def test_the_console_script_serves_until_stopped(monkeypatch, container):
         assert SegmentationClient("mine").ping().body == {"status": "ready"}
     finally:
         process.terminate()
-        process.wait(10)
+        code = process.wait(10)
+    assert code == 0  # SIGTERM stops it cleanly
     assert "POST /endpoints/mine/invocations -> 200" in process.stderr.read()
 
 

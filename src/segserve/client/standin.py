@@ -22,6 +22,7 @@ import argparse
 import http.client
 import json
 import logging
+import signal
 import sys
 import threading
 import time
@@ -224,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     config = StandInConfig(args.container_url, tuple(args.endpoint_names or ("segserve",)), args.async_output,
                            args.timeout)
     server = StandInServer((args.host, args.port), config)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C: close the socket, exit 0
     print(f"SageMaker runtime stand-in on {server.url} -> {config.container_url}/invocations "
           f"(endpoints: {', '.join(config.endpoint_names)})\n"
           f"  export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={server.url}", flush=True)

@@ -90,7 +90,8 @@ def forward(settings: Settings, data: bytes, session_id: str | None, cors: dict,
         answer = client.invoke(data, session_id=session_id)
     except EndpointError as exc:
         if exc.from_model and exc.status >= 400:
-            return respond(exc.status, exc.body.encode(), {**cors, "Content-Type": JSON})
+            retry = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else {}
+            return respond(exc.status, exc.body.encode(), {**cors, "Content-Type": JSON, **retry})
         log.warning("endpoint %s: %s", settings.endpoint_name, exc)  # SageMaker's message names the account
         if exc.from_model:  # no answer from the container (SageMaker's status 0)
             return error(502, "endpoint_unreachable", "the model did not answer in time; try again", cors, request_id)

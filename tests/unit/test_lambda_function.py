@@ -83,6 +83,14 @@ def test_the_models_error_status_and_body_pass_through(handler, container, statu
     assert reply["headers"]["Access-Control-Allow-Origin"] == ORIGIN  # the browser may read the error
 
 
+def test_a_503s_retry_advice_becomes_the_browsers_retry_after_header(handler, container):
+    body = {"error": {"code": "model_restarting", "message": "restarting", "retry_after_s": 3}}
+    container.reply = (503, json.dumps(body).encode(), {"Content-Type": "application/json", "Retry-After": "3"})
+    reply = handler(http_api_event('{"action": "sam2"}'))
+    assert reply["statusCode"] == 503 and reply["headers"]["Retry-After"] == "3"
+    assert json.loads(reply["body"]) == body
+
+
 def test_a_body_over_the_limit_is_413_and_never_sent(handler, container):
     reply = handler(http_api_event(json.dumps({"action": "sam2", "image": "A" * 2000})))
     assert reply["statusCode"] == 413

@@ -84,6 +84,14 @@ def test_the_client_raises_the_containers_status_code_and_message(runtime, conta
     assert str(error) == "400 invalid_request (x): x: too big [request r-9]"
 
 
+def test_a_503_keeps_its_retry_advice(runtime, container):
+    body = {"error": {"code": "overloaded", "message": "queue full", "retry_after_s": 2}}
+    container.reply = (503, json.dumps(body).encode(), {"Content-Type": "application/json", "Retry-After": "2"})
+    with pytest.raises(EndpointError) as raised:
+        SegmentationClient("segserve", runtime=runtime).ping()
+    assert (raised.value.status, raised.value.code, raised.value.retry_after_s) == (503, "overloaded", 2)
+
+
 def test_a_non_json_container_error_keeps_its_text(runtime, container):
     container.reply = (413, b"", {})  # TorchServe's empty 413 for a body over max_request_size
     with pytest.raises(EndpointError) as raised:

@@ -17,8 +17,9 @@ class EndpointError(Exception):
     """An error answer. `status` is the container's HTTP status when `from_model`, else SageMaker's."""
 
     def __init__(self, status: int, code: str, message: str, *, body: str = "", from_model: bool,
-                 field: str | None = None, request_id: str | None = None):
+                 field: str | None = None, request_id: str | None = None, retry_after_s: int | None = None):
         self.status = status
+        self.retry_after_s = retry_after_s  # a 503's advice (SageMaker drops the Retry-After header; the body has it)
         self.code = code
         self.message = message
         self.body = body  # the error body as received: the container's JSON for a model error
@@ -53,8 +54,9 @@ class EndpointError(Exception):
         except (ValueError, KeyError, TypeError):
             return cls(status, "model_error", body.strip() or fallback_message or "the model answered an error",
                        body=body, from_model=True)
+        retry_after = error.get("retry_after_s")
         return cls(status, code, message, body=body, from_model=True, field=error.get("field"),
-                   request_id=error.get("request_id"))
+                   request_id=error.get("request_id"), retry_after_s=retry_after if type(retry_after) is int else None)
 
 
 class EndpointUnreachable(Exception):

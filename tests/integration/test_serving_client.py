@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from deploy import lambda_function
-from segserve.client import EndpointError, SegmentationClient, custom_attributes
+from segserve.client import NEW_SESSION, EndpointError, SegmentationClient, custom_attributes
 from segserve.client.mask_files import write_masks
 from segserve.client.standin import StandInConfig
 from segserve.media.masks import decode_mask_png
@@ -119,6 +119,20 @@ def test_a_users_own_boto3_code_sees_sagemakers_model_error(client, scene_png):
     assert json.loads(raised.value.response["OriginalMessage"])["error"]["code"] == "invalid_request"
 
 
+def test_a_session_opened_by_a_click_routes_the_next_clicks_to_the_cached_image(client, scene_png):
+    first = client.sam2(scene_png, multimask=False, session_id=NEW_SESSION, **POINT)
+    assert first.session_id and first.session_expires.endswith("Z")  # botocore's NewSessionId, parsed
+    again = client.sam2(image_id=first.body["image"]["id"], x=90, y=95, multimask=False, session_id=first.session_id)
+    assert again.body["cache"] == "hit" and again.session_id is None  # the session goes on; no new one
+    closed = client.close_session(first.session_id)
+    assert closed.closed_session_id == first.session_id
+
+
+def test_open_session_without_a_request(client):
+    answer = client.open_session()
+    assert answer.session_id and answer.body["session"]["id"] == answer.session_id
+
+
 def test_async_invocation_answer_lands_in_s3(client, scene_png):
     key = f"s3://{S3_BUCKET}/async-in/{uuid.uuid4()}.json"
     invocation = client.invoke_async({"action": "sam2", "image": b64(scene_png), "multimask": False, **POINT}, key)
@@ -152,6 +166,16 @@ def test_the_lambda_answers_sam2_and_langsam(call_lambda, scene_png):
                            "max_detections": 1})
     assert langsam["statusCode"] == 200, langsam["body"]
     assert len(check_segmentation(json.loads(langsam["body"]), "langsam")) == 1
+
+
+def test_the_lambda_passes_sessions_through(client, monkeypatch):
+    monkeypatch.setenv("ENDPOINT_NAME", "segserve")
+    event = {**lambda_event({"action": "ping"}), "headers": {"content-type": "application/json",
+                                                             "x-amzn-sagemaker-session-id": "NEW_SESSION"}}
+    reply = lambda_function.lambda_handler(event, SimpleNamespace(aws_request_id="lambda-2"))
+    assert reply["statusCode"] == 200
+    session_id, expires = reply["headers"]["X-Amzn-SageMaker-New-Session-Id"].split("; Expires=")
+    assert session_id and expires.endswith("Z")
 
 
 @pytest.mark.parametrize("payload, status, code", [
@@ -208,6 +232,12 @@ def test_invoke_langsam_from_an_s3_url(invoke_cli):
                         "--max-detections", "1")
     assert result.returncode == 0, result.stderr
     assert len(check_segmentation(json.loads(result.stdout), "langsam")) == 1
+
+
+def test_invoke_opens_a_session_and_names_it_on_stderr(invoke_cli):
+    result = invoke_cli("--action", "ping", "--session", "NEW_SESSION")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("session ") and "(expires 20" in result.stderr
 
 
 def test_invoke_reports_the_endpoints_error_with_its_status(invoke_cli, scene_png, tmp_path):

@@ -83,6 +83,15 @@ class SegmentationClient:
         """Readiness of every model behind the endpoint."""
         return self.invoke(ping_request())
 
+    def open_session(self) -> Answer:
+        """A stateful session (SageMaker routes its requests to one instance): `answer.session_id`.
+        Any action with `session_id=NEW_SESSION` opens one too."""
+        return self.invoke({"requestType": NEW_SESSION}, session_id=NEW_SESSION)
+
+    def close_session(self, session_id: str) -> Answer:
+        """Close a session: `answer.closed_session_id` confirms it."""
+        return self.invoke({"requestType": "CLOSE"}, session_id=session_id)
+
     # --- the calls -------------------------------------------------------------------------------------
 
     def invoke(self, body: dict | bytes, *, content_type: str = JSON, accept: str = JSON,

@@ -125,6 +125,10 @@ def describe_endpoint(sagemaker, name: str) -> dict | None:
 
 def check_secret(secretsmanager, secret_id: str) -> None:
     """The secret exists (DescribeSecret reads metadata only: its value is never fetched here)."""
+    if secret_id.startswith("sk-"):  # a pasted key would end up in the model's environment: refuse, don't echo it
+        raise DeployError("--openai-secret takes the Secrets Manager secret's name or ARN, not the key itself: "
+                          "store the key with `aws secretsmanager create-secret --name segserve/openai "
+                          "--secret-string …` and pass segserve/openai")
     try:
         secretsmanager.describe_secret(SecretId=secret_id)
     except ClientError as exc:

@@ -34,3 +34,10 @@ def test_a_missing_secret_stops_up_before_anything_is_made(aws, capsys, model_st
     assert result.status == 1
     assert "--openai-secret: no secret 'no/such/secret'" in result.err
     assert aws.client("sagemaker").list_models()["Models"] == []
+
+
+def test_a_key_given_in_place_of_the_secret_id_is_refused_and_not_echoed(aws, capsys, model_store):
+    result = run_cli(capsys, *up_args(NAME, str(model_store), "--openai-secret", SECRET_VALUE))
+    assert result.status == 1 and "not the key itself" in result.err
+    assert SECRET_VALUE not in result.out + result.err
+    assert aws.client("sagemaker").list_models()["Models"] == []

@@ -90,6 +90,17 @@ def test_second_up_updates_in_place_and_deletes_the_replaced_config(aws, capsys,
     assert (target["MinCapacity"], target["MaxCapacity"]) == (2, 4)
 
 
+def test_an_update_keeps_the_instances_autoscaling_added_within_the_new_bounds(aws, capsys, model_store):
+    assert run_cli(capsys, *up_args(NAME, str(model_store), "--max-instances", "5")).status == 0
+    sagemaker = aws.client("sagemaker")
+    sagemaker.update_endpoint_weights_and_capacities(  # what autoscaling does under load
+        EndpointName=NAME, DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 4}])
+    assert run_cli(capsys, *up_args(NAME, str(model_store), "--max-instances", "5")).status == 0
+    assert _endpoint(sagemaker)[2]["InitialInstanceCount"] == 4
+    assert run_cli(capsys, *up_args(NAME, str(model_store), "--max-instances", "3")).status == 0
+    assert _endpoint(sagemaker)[2]["InitialInstanceCount"] == 3
+
+
 def test_an_instance_type_change_deregisters_autoscaling_for_the_update_and_puts_it_back(
         aws, capsys, model_store, update_endpoint):
     """AWS refuses UpdateEndpoint to another instance type while the variant is a scalable target."""

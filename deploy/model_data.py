@@ -15,6 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from deploy.aws import DeployError, require, split_s3_url
+from segserve.build_info import ModelStoreMismatch, check_built_with
 from deploy.naming import model_data_key
 
 MODELS = ("router", "langsam", "sam2")  # serving/entrypoint.sh refuses to start without each of them
@@ -45,6 +46,12 @@ def check_model_store(folder: Path) -> None:
     if missing:
         raise DeployError(f"{folder} is not a model store: no {', '.join(missing)} folder "
                           "(build one with `make model-store WEIGHTS=official`)")
+    for model in MODELS:  # the handlers refuse a store of another version, but only after a 10-minute start
+        try:
+            check_built_with(folder / model, model)
+        except ModelStoreMismatch as exc:
+            raise DeployError(f"{exc} (the image `segserve-deploy image` builds from this checkout has the "
+                              "installed version)") from exc
 
 
 def pack(folder: Path, archive: Path) -> None:

@@ -105,11 +105,14 @@ def update_endpoint(aws) -> UpdateEndpointStandIn:
 
 @pytest.fixture
 def model_store(tmp_path):
-    """A small model store folder shaped like serving/build_model_store.py's: the three model folders, a weights
-    file only its owner may read (as transformers writes it) and a symbolic link."""
+    """A small model store folder shaped like serving/build_model_store.py's: the three model folders with the
+    version that built them, a weights file only its owner may read (as transformers writes it), a symbolic link."""
+    from segserve.build_info import write_build_info
+
     store = tmp_path / "model_store"
     for model in ("router", "langsam", "sam2"):
         (store / model).mkdir(parents=True)
+        write_build_info(store / model)
         (store / model / "handler.py").write_text(f"# {model} handler\n")
         (store / model / "__pycache__").mkdir()
         (store / model / "__pycache__" / "handler.cpython-311.pyc").write_bytes(b"cache")

@@ -49,7 +49,8 @@ def test_up_creates_model_config_endpoint_data_and_autoscaling(aws, capsys, mode
     archive = aws.client("s3").get_object(Bucket=BUCKET, Key=data_url.split("/", 3)[3])["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         members = {m.name: m for m in tar.getmembers()}
-        assert {"router", "langsam", "sam2", "langsam/weights/model.safetensors"} <= set(members)
+        assert {"router", "langsam", "sam2", "langsam/weights/model.safetensors",
+                "sam2/built-with.json"} <= set(members)
         assert not [name for name in members if "__pycache__" in name]
         assert all(m.uid == 0 and m.gid == 0 and m.mode & 0o444 == 0o444 for m in members.values())
         assert all(m.mode & 0o111 == 0o111 for m in members.values() if m.isdir())
@@ -210,6 +211,15 @@ def test_up_refuses_bad_settings_before_making_anything(aws, capsys, model_store
     assert result.status == 1
     assert message in result.err and "Traceback" not in result.err
     assert aws.client("sagemaker").list_models()["Models"] == []
+
+
+def test_up_refuses_a_model_store_built_by_another_version(aws, capsys, model_store):
+    (model_store / "sam2" / "built-with.json").write_text('{"package": "segserve", "version": "0.0.1"}\n')
+    result = run_cli(capsys, *up_args(NAME, str(model_store)))
+    assert result.status == 1
+    assert "model 'sam2'" in result.err and "built by segserve 0.0.1" in result.err
+    assert aws.client("sagemaker").list_models()["Models"] == []
+    assert "Contents" not in aws.client("s3").list_objects_v2(Bucket=BUCKET)  # nothing uploaded
 
 
 def test_up_names_what_is_missing(aws, capsys, tmp_path):

@@ -12,6 +12,7 @@ from segserve.api.services import LangSamService
 from segserve.models.grounding_dino import GroundingDinoDetector
 from segserve.routing.affinity import SAM2_MODELS_ENV, home_model, sam2_models
 from segserve.routing.loopback import LoopbackClient
+from segserve.prompts.llm_endpoint import llm_endpoint
 from torchserve_io import check_model_folder, model_info, runtime_for, serve_batch, settings, weights_bundle
 
 
@@ -26,7 +27,8 @@ class LangSamHandler:
                                        config.sam2_timeout_s)
         models = sam2_models(os.environ.get(SAM2_MODELS_ENV))
         sam2 = Sam2Client(self._post, lambda image_id: home_model(image_id, models))
-        service = LangSamService(detector, sam2, config.image_loader(), config.detection_params())
+        refiner = config.prompt_refiner(llm_endpoint(os.environ), detector.prompt_problem)
+        service = LangSamService(detector, sam2, config.image_loader(), config.detection_params(), refiner)
         self.invoke = Invoker([service], runtime, config.max_response_bytes, model_info(context))
 
     def handle(self, data, context):

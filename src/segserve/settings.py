@@ -6,6 +6,8 @@ worker's start with a clear message instead of being ignored.
 
 from __future__ import annotations
 
+import logging
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from segserve.errors import WeightsError
@@ -15,7 +17,10 @@ from segserve.media.image_loading import ImageLoader
 from segserve.media.images import DEFAULT_MAX_PIXELS
 from segserve.api.invocation import DEFAULT_MAX_RESPONSE_BYTES
 from segserve.api.schemas import MAX_DETECTIONS_LIMIT
+from segserve.prompts.llm_endpoint import LlmEndpoint
+from segserve.prompts.refinement import NullRefiner, PromptCheck, PromptRefiner
 
+log = logging.getLogger(__name__)
 
 _DETECTION = DetectionParams()
 
@@ -29,6 +34,16 @@ class _Settings(BaseModel):
             return cls.model_validate(section or {})
         except ValidationError as exc:
             raise WeightsError(f"invalid handler section in model-config.yaml: {exc}") from None
+
+
+class LlmSettings(_Settings):
+    """The `llm:` block: an OpenAI-compatible chat model (OPENAI_BASE_URL, OPENAI_API_KEY in the environment)."""
+
+    model: str = Field("gpt-4o-mini", min_length=1)
+    timeout_s: float = Field(3.0, gt=0, le=20)  # per attempt; a slow LLM must not eat the 60 s budget
+    max_retries: int = Field(1, ge=0, le=3)  # the openai client's: timeouts, connection errors, 408/409/429/5xx
+    temperature: float | None = Field(0.0, ge=0, le=2)  # null: not sent (models that take only their default)
+    cache_entries: int = Field(1024, ge=0)  # refinements remembered per worker (LRU); 0: none
 
 
 class ImageSettings(_Settings):
@@ -66,9 +81,28 @@ class ModelSettings(ImageSettings):
     box_threshold: float = Field(_DETECTION.box_threshold, ge=0, le=1)
     text_threshold: float = Field(_DETECTION.text_threshold, ge=0, le=1)
     max_detections: int = Field(_DETECTION.max_detections, ge=1, le=MAX_DETECTIONS_LIMIT)
+    refine_prompt: bool = _DETECTION.refine_prompt
+    llm: LlmSettings = LlmSettings()  # the prompt refiner's LLM (langsam)
 
     def detection_params(self) -> DetectionParams:
-        return DetectionParams(self.box_threshold, self.text_threshold, self.max_detections)
+        return DetectionParams(self.box_threshold, self.text_threshold, self.max_detections, self.refine_prompt)
+
+    def prompt_refiner(self, endpoint: LlmEndpoint, check_prompt: PromptCheck) -> PromptRefiner:
+        """The LLM refiner when a key is configured, else the null one (whose warning says why)."""
+        if endpoint.api_key is None:
+            log.log(logging.WARNING if self.refine_prompt else logging.INFO, "prompt refinement off: %s",
+                    endpoint.problem)
+            return NullRefiner(endpoint.problem)
+        log.info("prompt refinement: LLM %s at %s", self.llm.model, endpoint.base_url or "the openai default URL")
+        import openai  # takes seconds: only a langsam worker with a key loads it
+
+        from segserve.prompts.cache import RefinementCache
+        from segserve.prompts.refiner import LlmPromptRefiner
+
+        client = openai.OpenAI(api_key=endpoint.api_key, base_url=endpoint.base_url,
+                               timeout=self.llm.timeout_s, max_retries=self.llm.max_retries)
+        return LlmPromptRefiner(client, self.llm.model, RefinementCache(self.llm.cache_entries), check_prompt,
+                                self.llm.temperature)
 
 
 def _s3_reader():

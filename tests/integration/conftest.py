@@ -3,7 +3,8 @@
 The model store is built from the tiny random weights with serving/build_model_store.py and the repo's own
 handlers, the /ping plugin with serving/plugins/build.sh, and the server is started by serving/entrypoint.sh
 with every port free on 127.0.0.1 and its run dir (logs, pid file, generated config) in a temporary folder.
-S3 is a moto server; http image URLs are served from this process, on 127.0.0.1.
+S3 is a moto server; http image URLs are served from this process, on 127.0.0.1. The prompt refiner's LLM is
+tests/fake_llm.py on 127.0.0.1 (OPENAI_BASE_URL), its key read by the langsam worker from moto's Secrets Manager.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import requests
 import yaml
 
 from tests.conftest import make_scene
+from tests.fake_llm import FakeLlm
 from tests.integration.serving import Serving, encode
 from tests.processes import free_port, processes_mentioning
 
@@ -31,11 +33,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 S3_BUCKET = "segserve-test-images"
 S3_KEY = "scenes/scene.png"
+OPENAI_SECRET_ID = "segserve/test/openai"
+LLM_TIMEOUT_S = 1.0  # the langsam model's llm.timeout_s here: a slow LLM costs the tests seconds, not minutes
 READY_WITHIN_S = 240  # four workers import torch and load weights on two shared cores
 ROUTER_WORKERS = 2
 
 # Nothing from the caller's shell may change the server under test (a real AWS profile least of all).
-_CONTROLLED_PREFIXES = ("AWS_", "SAGEMAKER_", "SEGSERVE_", "TS_")
+_CONTROLLED_PREFIXES = ("AWS_", "SAGEMAKER_", "SEGSERVE_", "TS_", "OPENAI_")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -139,6 +143,24 @@ def s3(tmp_path_factory, scene_png):
         log.close()
 
 
+@pytest.fixture(scope="package")
+def fake_llm():
+    """The OpenAI-compatible server the langsam model refines prompts with (tests script its replies)."""
+    with FakeLlm.running() as llm:
+        yield llm
+
+
+@pytest.fixture(scope="package")
+def openai_secret(s3, fake_llm) -> str:
+    """The fake LLM's key as a Secrets Manager secret in moto, as `segserve-deploy up --openai-secret` expects."""
+    import boto3
+
+    client = boto3.client("secretsmanager", endpoint_url=s3, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client.create_secret(Name=OPENAI_SECRET_ID, SecretString=fake_llm.api_key)
+    return OPENAI_SECRET_ID
+
+
 # --- the server ---------------------------------------------------------------------------------------------
 
 
@@ -177,8 +199,12 @@ def model_config_dir(tmp_path_factory) -> Path:
         # A cheap 413: the 320x240 test scene (76,800 pixels) fits, a 400x300 image (120,000) does not.
         config["handler"]["max_pixels"] = 100_000
 
+    def langsam(config):
+        images(config)
+        config["handler"]["llm"]["timeout_s"] = LLM_TIMEOUT_S
+
     edit("router", router)
-    edit("langsam", images)
+    edit("langsam", langsam)
     edit("sam2", images)
     return target
 
@@ -200,9 +226,12 @@ def build_store(store: Path, weights: Path, config_dir: Path, *extra: str) -> No
 
 
 @pytest.fixture(scope="package")
-def server(tmp_path_factory, model_store, plugin_dir, s3) -> Serving:
+def server(tmp_path_factory, model_store, plugin_dir, s3, fake_llm, openai_secret) -> Serving:
     """serving/entrypoint.sh as the container runs it, watched from its start until /ping turns 200."""
-    with serve(tmp_path_factory, model_store, plugin_dir, s3) as serving:
+    # The LLM key reaches the langsam worker only through Secrets Manager, as on SageMaker (no OPENAI_API_KEY).
+    llm = {"AWS_ENDPOINT_URL_SECRETS_MANAGER": s3, "SEGSERVE_OPENAI_SECRET_ID": openai_secret,
+           "OPENAI_BASE_URL": fake_llm.base_url}
+    with serve(tmp_path_factory, model_store, plugin_dir, s3, **llm) as serving:
         yield serving
 
 

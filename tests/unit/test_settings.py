@@ -25,7 +25,9 @@ def test_the_shipped_router_config_is_valid():
                                                                                          "sam2": "sam2"}
 
 
-@pytest.mark.parametrize("section", [{"box_treshold": 0.3}, {"box_threshold": 3}, {"max_detections": 0}])
+@pytest.mark.parametrize("section", [{"box_treshold": 0.3}, {"box_threshold": 3}, {"max_detections": 0},
+                                     {"llm": {"modle": "gpt-4o-mini"}}, {"llm": {"timeout_s": 0}},
+                                     {"llm": {"max_retries": -1}}, {"refine_prompt": "sometimes"}])
 def test_a_typo_or_bad_value_fails_the_start(section):
     with pytest.raises(WeightsError, match="model-config.yaml"):
         ModelSettings.from_config(section)
@@ -48,8 +50,10 @@ def test_model_config_detection_defaults_fill_only_what_a_request_leaves_out():
     from segserve.api.schemas import parse_request
     from segserve.models.grounding_dino import DetectionParams
 
-    defaults = ModelSettings(box_threshold=0.5, max_detections=7).detection_params()
-    assert defaults == DetectionParams(box_threshold=0.5, text_threshold=0.25, max_detections=7)
+    defaults = ModelSettings(box_threshold=0.5, max_detections=7, refine_prompt=True).detection_params()
+    assert defaults == DetectionParams(box_threshold=0.5, text_threshold=0.25, max_detections=7, refine_prompt=True)
     request = parse_request({"action": "langsam", "image": "x", "text_prompt": "a", "max_detections": 3})
     assert request.detection_params(defaults) == DetectionParams(box_threshold=0.5, text_threshold=0.25,
-                                                                 max_detections=3)
+                                                                 max_detections=3, refine_prompt=True)
+    request = parse_request({"action": "langsam", "image": "x", "text_prompt": "a", "refine_prompt": False})
+    assert request.detection_params(defaults).refine_prompt is False

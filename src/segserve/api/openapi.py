@@ -21,6 +21,7 @@ from pydantic import TypeAdapter
 from segserve import errors
 from segserve.api.invocation import CUSTOM_ATTRIBUTES, IMAGE_TYPES, JSON, JSON_LINES
 from segserve.api.schemas import MAX_POINTS, RENDERINGS, Request
+from segserve.prompts.refinement import WARNING_CODES
 
 SCHEMAS = "#/components/schemas/"
 # Header names as SageMaker spells them (the server matches them in any case).
@@ -42,7 +43,9 @@ FIELD_DESCRIPTIONS = {
     "text_threshold": "Prompt words scoring above this make up a detection's label.",
     "max_detections": "At most this many detections, the best by detector score. Integers are written "
                       "without a fraction (`38`, not `38.0`): JSON types are checked strictly.",
-    "refine_prompt": "Rewrite the prompt with the endpoint's LLM first (400 when none is configured).",
+    "refine_prompt": "Turn the text into detector phrases with the endpoint's LLM first; when that fails the "
+                     "text is used as sent and the answer carries `warnings` (never an error). Default: the "
+                     "model-config's (`false` as shipped).",
     "x": "One positive point's column (pixels, ≤ image width); with `y`, not with `points`.",
     "y": "One positive point's row (pixels, ≤ image height); with `x`.",
     "points": f"1–{MAX_POINTS} points `[x, y]` in pixels, inside the image; needs `labels`.",
@@ -225,7 +228,14 @@ def _answer_schemas() -> dict:
              **common}, required),
         "LangSamResponse": _closed(
             {"action": {"const": "langsam"}, "masks": {"type": "array", "items": {"$ref": SCHEMAS + "LangSamMask"}},
-             "text_prompt": text, **common}, [*required, "text_prompt"]),
+             "text_prompt": {**text, "description": "As sent."},
+             "refined_prompt": {"type": ["string", "null"],
+                                "description": "With `refine_prompt`: the LLM's phrases as given to the detector; "
+                                               "null when refinement fell back (see `warnings`)."},
+             "warnings": {"type": "array", "items": {"$ref": SCHEMAS + "Warning"}, "minItems": 1,
+                          "description": "Present when something fell back; the answer is still complete."},
+             **common}, [*required, "text_prompt"]),
+        "Warning": _closed({"code": {"enum": list(WARNING_CODES)}, "message": {**text, "minLength": 1}}),
         "ReadinessResponse": _closed(
             {"action": {"const": "ping"}, "status": {"enum": ["ready", "not_ready"]},
              "models": {"type": "object", "additionalProperties": model_state}},

@@ -68,12 +68,12 @@ class LangSamRequest(ImageRequest):
     box_threshold: Probability = _DETECTION.box_threshold
     text_threshold: Probability = _DETECTION.text_threshold
     max_detections: int = Field(_DETECTION.max_detections, ge=1, le=MAX_DETECTIONS_LIMIT)
-    refine_prompt: bool = False
+    refine_prompt: bool = _DETECTION.refine_prompt  # turn the text into detector phrases with an LLM first
 
     def detection_params(self, defaults: DetectionParams) -> DetectionParams:
         """The server's defaults with the fields this request set itself."""
-        given = {name: getattr(self, name) for name in ("box_threshold", "text_threshold", "max_detections")
-                 if name in self.model_fields_set}
+        names = ("box_threshold", "text_threshold", "max_detections", "refine_prompt")
+        given = {name: getattr(self, name) for name in names if name in self.model_fields_set}
         return replace(defaults, **given)
 
 

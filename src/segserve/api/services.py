@@ -12,6 +12,7 @@ from segserve.errors import ImageNotCached, InvalidRequest
 from segserve.media.image_loading import ImageLoader, LoadedImage
 from segserve.models.embedding_cache import CachedImage, EmbeddingCache, NullEmbeddingCache
 from segserve.models.grounding_dino import DetectionParams, GroundingDinoDetector
+from segserve.prompts.refinement import NullRefiner, PromptRefiner
 from segserve.media.masks import decode_rle
 from segserve.api.responses import mask_entry, renderings
 from segserve.api.sam2_client import Sam2Client
@@ -104,23 +105,23 @@ class LangSamService:
     action = "langsam"
 
     def __init__(self, detector: GroundingDinoDetector, sam2: Sam2Client, loader: ImageLoader,
-                 defaults: DetectionParams = DetectionParams()):
+                 defaults: DetectionParams = DetectionParams(), refiner: PromptRefiner = NullRefiner()):
         self.detector = detector
         self.sam2 = sam2
         self.loader = loader
         self.defaults = defaults  # the model-config's, for fields a request leaves out
+        self.refiner = refiner  # used when refine_prompt is true; falls back to the raw text with a warning
 
     def run(self, request: LangSamRequest, raw_image: bytes | None, timer: StageTimer) -> dict:
-        if request.refine_prompt:
-            raise InvalidRequest("refine_prompt needs an LLM, and none is configured on this endpoint",
-                                 field="refine_prompt")
         with timer.stage("load_image"):
             if request.image_id is not None:
                 image = self.sam2.image(request.image_id, timer)
             else:
-                image = self.loader.load(request, raw_image)
-        detections = self.detector.detect(image.pixels, request.text_prompt, request.detection_params(self.defaults),
-                                          timer)
+                image = self.loader.load(request, raw_image)  # first: a bad image costs no LLM call
+        params = request.detection_params(self.defaults)
+        prompt = self.refiner.refine(request.text_prompt, timer) if params.refine_prompt else None
+        detections = self.detector.detect(image.pixels, prompt.detector_prompt if prompt else request.text_prompt,
+                                          params, timer)
         # Even with nothing detected: the image gets encoded and cached, so the answer's image_id takes clicks.
         # 0.1 px is far below SAM2's resolution and keeps the boxes short enough for a header on a miss.
         boxes = [[round(v, 1) for v in detection.box] for detection in detections]
@@ -136,4 +137,8 @@ class LangSamService:
             for entry, detection in zip(answer["masks"], detections)
         ]
         answer["text_prompt"] = request.text_prompt
+        if prompt:
+            answer["refined_prompt"] = prompt.refined_prompt  # null when it fell back (see warnings)
+            if prompt.warnings:
+                answer["warnings"] = [warning.to_dict() for warning in prompt.warnings]
         return answer

@@ -22,11 +22,14 @@ from segserve.weights.bundle import WeightsBundle
 @dataclass(frozen=True)
 class DetectionParams:
     """Which boxes are kept: detector score above `box_threshold`, labelled by the prompt tokens above
-    `text_threshold`, the best `max_detections` of them. The defaults are Lang-SAM's (and the cap ours)."""
+    `text_threshold`, the best `max_detections` of them. The defaults are Lang-SAM's (and the cap ours).
+    `refine_prompt`: the text is first turned into detector phrases by an LLM (segserve.prompts); the
+    detector itself is given the prompt that results."""
 
     box_threshold: float = 0.3
     text_threshold: float = 0.25
     max_detections: int = 50
+    refine_prompt: bool = False
 
     def __post_init__(self):
         if not (0.0 <= self.box_threshold <= 1.0 and 0.0 <= self.text_threshold <= 1.0):
@@ -81,6 +84,16 @@ class GroundingDinoDetector:
         if bundle.grounding_dino_dir is None:
             raise WeightsError("this weights bundle has no GroundingDINO model (a SAM2-only bundle)")
         return cls.from_pretrained(bundle.grounding_dino_dir, runtime)
+
+    def prompt_problem(self, text_prompt: str) -> str | None:
+        """Why this model cannot take the prompt as it is (too long, words outside its vocabulary), or None."""
+        tokenizer = self.processor.tokenizer
+        token_ids = tokenizer(normalize_prompt(text_prompt))["input_ids"]
+        if len(token_ids) > self.model.config.max_text_len:
+            return f"longer than {self.model.config.max_text_len} tokens"
+        if tokenizer.unk_token_id in token_ids:
+            return "words outside the detector's vocabulary"
+        return None
 
     def detect(
         self,

@@ -24,6 +24,7 @@ class Reply:
     content: str | None = None  # raw message content instead (malformed output)
     status: int = 200  # an error status instead of a completion
     delay_s: float = 0.0  # wait before answering (a slow LLM)
+    html: bool = False  # a 200 that is no chat completion at all (a proxy's page)
 
     def body(self, model: str) -> dict:
         if self.status != 200:
@@ -128,13 +129,15 @@ def _handler(llm: FakeLlm):
             text = next((m.get("content") for m in body.get("messages", []) if m.get("role") == "user"), None)
             reply = llm.replies.get(text, Reply(status=500))
             time.sleep(reply.delay_s)
+            if reply.html:
+                return self._send(200, "<html><body>Sign in to the proxy</body></html>", "text/html")
             self._send(reply.status, reply.body(body.get("model", "")))
 
-        def _send(self, status: int, payload: dict) -> None:
-            data = json.dumps(payload).encode()
+        def _send(self, status: int, payload: dict | str, content_type: str = "application/json") -> None:
+            data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
             try:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

@@ -82,6 +82,12 @@ def test_malformed_output_falls_back_to_the_raw_text(llm, refiner, content, reas
     assert len(llm.seen(text)) == 1  # malformed output is not retried
 
 
+def test_a_200_that_is_no_chat_completion_is_malformed_output(llm, refiner):
+    text = llm.script("Proxy Login Page Hoodie", Reply(html=True))
+    (warning,) = refine(refiner, text)[0].warnings
+    assert warning.code == "refine_prompt_malformed_output" and "not a chat completion" in warning.message
+
+
 def test_phrases_the_detector_cannot_take_fall_back(llm):
     refiner = make_refiner(llm.base_url, check=lambda prompt: "words outside the detector's vocabulary")
     text = llm.script("an untokenizable title", Reply(phrases=("jeans",)))

@@ -18,7 +18,7 @@ import openai
 
 from segserve.models.runtime import StageTimer
 from segserve.prompts.cache import RefinementCache
-from segserve.prompts.phrases import INSTRUCTIONS, RESPONSE_FORMAT, MalformedOutput, parse_phrases
+from segserve.prompts.phrases import INSTRUCTIONS, RESPONSE_FORMAT, DetectorPhrases, MalformedOutput, parse_phrases
 from segserve.prompts.refinement import (
     INTERNAL_ERROR, KEY_REFUSED, MALFORMED_OUTPUT, SERVER_ERROR, TIMEOUT, UNREACHABLE, USED_AS_SENT, PromptCheck,
     PromptRefinement, RefinementWarning,
@@ -52,7 +52,7 @@ class LlmPromptRefiner:
             self.cache.put(text_prompt, phrases)
         return PromptRefinement(text_prompt, phrases.detector_prompt)
 
-    def _ask(self, text_prompt: str):
+    def _ask(self, text_prompt: str) -> DetectorPhrases:
         options = {} if self.temperature is None else {"temperature": self.temperature}
         completion = self.client.chat.completions.create(
             model=self.model,
@@ -61,9 +61,10 @@ class LlmPromptRefiner:
             max_completion_tokens=200,
             **options,
         )
-        if not completion.choices:
-            raise MalformedOutput("the LLM's answer had no choices")
-        choice = completion.choices[0]
+        choices = getattr(completion, "choices", None)  # a 200 that is not JSON comes back as its text
+        if not choices:
+            raise MalformedOutput("the LLM's answer was not a chat completion with a choice")
+        choice = choices[0]
         if getattr(choice.message, "refusal", None):
             raise MalformedOutput("the LLM refused to answer")
         if choice.finish_reason == "length":

@@ -66,7 +66,8 @@ def _key_from_secret(secret_id: str, client) -> tuple[str | None, str | None]:
         return None, unreadable
     key = _key_in(value)
     if key is None:
-        log.warning("%s: it holds no text key (a bare key, or JSON with %s)", unreadable, " or ".join(_SECRET_KEY_NAMES))
+        log.warning("%s: it holds no text key (a bare key, or JSON with %s)", unreadable,
+                    " or ".join(_SECRET_KEY_NAMES))
         return None, unreadable
     log.info("the LLM API key was read from Secrets Manager secret %r", secret_id)
     return key, None

@@ -43,3 +43,14 @@ def test_stage_timer_adds_up_repeated_stages():
     with timer.stage("encode"):
         sum(range(10000))
     assert set(timer.stages) == {"decode", "encode"} and all(v >= 0 for v in timer.stages.values())
+
+
+def test_bf16_and_tf32_only_where_the_gpu_computes_them_natively(monkeypatch):
+    """A T4 (ml.g4dn, capability 7.5) emulates bf16 slower than fp32; an A10G (ml.g5, 8.6) has it natively."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)  # what torch says on both
+    for capability, expected in (((7, 5), None), ((8, 6), torch.bfloat16)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        runtime = Runtime.select("cuda:0")
+        assert runtime.autocast_dtype is expected
+        assert runtime.allow_tf32 is (expected is not None)
+        assert runtime.box_batch == 16

@@ -30,9 +30,10 @@ class Runtime:
         chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if chosen.type != "cuda":
             return cls(chosen)
-        bf16 = torch.cuda.is_bf16_supported()
-        tf32 = torch.cuda.get_device_capability(chosen)[0] >= 8  # Ampere and newer
-        return cls(chosen, torch.bfloat16 if bf16 else None, tf32, box_batch=16)
+        # Ampere and newer compute bf16 and TF32 natively. torch's is_bf16_supported() says True on older GPUs
+        # too (T4, ml.g4dn) through emulation, which is slower than fp32: those run in fp32.
+        native = torch.cuda.get_device_capability(chosen)[0] >= 8
+        return cls(chosen, torch.bfloat16 if native else None, native, box_batch=16)
 
     @contextlib.contextmanager
     def model_call(self) -> Iterator[None]:

@@ -10,7 +10,7 @@ import pytest
 from segserve.api.invocation import header
 from segserve.api.sam2_client import Sam2Client
 from segserve.api.schemas import parse_request
-from segserve.errors import ImageNotCached, NotReady, ServiceError
+from segserve.errors import ImageNotCached, NotReady, PayloadTooLarge, ServiceError
 from segserve.media.image_loading import LoadedImage
 from segserve.models.runtime import Runtime, StageTimer
 from segserve.routing.loopback import Response
@@ -84,3 +84,10 @@ def test_sam2s_own_errors_keep_their_status_code_and_message():
         Sam2Client(ScriptedSam2(error), lambda image_id: "sam2").segment(IMAGE, [], REQUEST,
                                                                          StageTimer(Runtime.select("cpu")))
     assert (raised.value.status, raised.value.code, raised.value.message) == (413, "payload_too_large", "too big")
+
+
+def test_an_image_too_large_to_fetch_by_id_asks_for_the_image_itself():
+    too_big = Response(413, "application/json", b'{"error": {"code": "payload_too_large", "message": "6.5 MB"}}')
+    with pytest.raises(PayloadTooLarge, match="send the image itself") as raised:
+        Sam2Client(ScriptedSam2(too_big), lambda image_id: "sam2").image("abc", StageTimer(Runtime.select("cpu")))
+    assert raised.value.field == "image_id"

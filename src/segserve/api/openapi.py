@@ -22,6 +22,7 @@ from segserve import errors
 from segserve.api.invocation import CUSTOM_ATTRIBUTES, IMAGE_TYPES, JSON, JSON_LINES
 from segserve.api.schemas import MAX_POINTS, RENDERINGS, Request
 from segserve.prompts.refinement import WARNING_CODES
+from segserve.routing.sessions import CLOSED_SESSION_HEADER, NEW_SESSION, NEW_SESSION_HEADER, SESSION_HEADER
 
 SCHEMAS = "#/components/schemas/"
 # Header names as SageMaker spells them (the server matches them in any case).
@@ -129,6 +130,16 @@ def _invocations() -> dict:
                            "`multimask=false`). The same fields and bounds as JSON; ignored for JSON bodies.",
             "schema": {"type": "string", "maxLength": 1024},
             "example": "action=langsam;text_prompt=black%20jeans;max_detections=3",
+        }, {
+            "name": SESSION_HEADER,
+            "in": "header",
+            "required": False,
+            "description": f"SageMaker stateful sessions (docs/API.md §3.6): `{NEW_SESSION}` opens one (the answer "
+                           f"names it in `{NEW_SESSION_HEADER}`), an id routes to its instance. The bodies "
+                           f'`{{"requestType": "{NEW_SESSION}"}}` and `{{"requestType": "CLOSE"}}` (answered with '
+                           f"`{CLOSED_SESSION_HEADER}`) are answered by the router itself.",
+            "schema": {"type": "string", "maxLength": 256, "pattern": "^(NEW_SESSION|[a-zA-Z0-9](-*[a-zA-Z0-9])*)$"},
+            "example": NEW_SESSION,
         }],
         "requestBody": {"required": True, "content": body},
         "responses": _invocation_responses(),

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from segserve.api.invocation import CUSTOM_ATTRIBUTES, JSON, dump_json
 from segserve.api.schemas import ImageRequest
-from segserve.errors import ImageNotCached, InvalidRequest, NotReady, ServiceError
+from segserve.errors import ImageNotCached, InvalidRequest, NotReady, PayloadTooLarge, ServiceError
 from segserve.media.image_loading import LoadedImage
 from segserve.media.images import decode_image, encode_png
 from segserve.models.runtime import StageTimer
@@ -35,7 +35,13 @@ class Sam2Client:
     def image(self, image_id: str, timer: StageTimer) -> LoadedImage:
         """The pixels of a cached image (the detector needs them), as a lossless PNG from the sam2 model."""
         # Its stages are not langsam's (it renders a PNG): langsam times the whole fetch as its load_image.
-        answer = self._json(image_id, {"boxes": [], "return_images": ["original"]}, StageTimer(timer.runtime))
+        try:
+            answer = self._json(image_id, {"boxes": [], "return_images": ["original"]}, StageTimer(timer.runtime))
+        except ServiceError as error:
+            if error.status != 413:
+                raise
+            raise PayloadTooLarge("this image is too large to detect on by image_id (its pixels do not fit in one "
+                                  "answer of the sam2 model): send the image itself", "image_id") from None
         if answer is None:
             raise ImageNotCached(image_id)
         png = base64.b64decode(answer["original"])

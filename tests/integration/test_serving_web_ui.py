@@ -159,7 +159,8 @@ def test_click_negative_click_box_candidates_undo_redo_and_downloads(ui, images,
     assert np.array_equal(drawn(ui), mask_of(masks[0]))
     assert marker_pixels(ui.layer("prompt"), 80, 84, "green") > 0  # the object point, green
     log = ui.page.locator("#request-log tbody tr")
-    expect(log.first).to_contain_text("encoder ran")
+    # Other tests send this scene too: the endpoint may already hold its embedding (docs/API.md §3.5).
+    expect(log.first).to_contain_text("encoder ran" if first.body["cache"] == "miss" else "cache hit, encoder skipped")
 
     ui.click_image(230, 160, button="right")  # not the object
     negative = answered(ui.exchanges, 1)

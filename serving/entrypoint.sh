@@ -150,7 +150,7 @@ done
 announce_ready() {
   until curl -sf -o /dev/null "http://127.0.0.1:${port}/ping"; do
     kill -0 "$server" 2>/dev/null || return 0
-    sleep 1
+    sleep 0.5
   done
   if [[ -n "${SEGSERVE_UI_DIR:-}" ]]; then
     echo "entrypoint: ready: open http://127.0.0.1:${port}/ui/ (web UI; API POST http://127.0.0.1:${port}/invocations)"

@@ -136,6 +136,10 @@ def test_upload_and_text_prompt_list_detections_and_draw_each_mask_in_its_colour
     only_two = decoded[2] & ~decoded[1]
     assert np.all(highlighted[only_two][:, 3] >= before[only_two][:, 3])  # brought forward, the others dimmed
     assert np.any(highlighted[only_two][:, 3] > before[only_two][:, 3])
+    ys, xs = np.nonzero(decoded[1] & ~decoded[2])  # on the image: the topmost visible detection there
+    ui.page.mouse.move(*ui.screen(xs[len(xs) // 2] + 0.5, ys[len(ys) // 2] + 0.5))
+    expect(rows.nth(1)).to_have_class(re.compile("hovered"))
+    expect(rows.nth(2)).not_to_have_class(re.compile("hovered"))
 
     ui.page.fill("#opacity", "1")
     ui.page.mouse.move(0, 0)
@@ -270,12 +274,18 @@ def test_an_unknown_image_id_is_answered_404_and_the_page_sends_the_image_again(
     assert np.array_equal(drawn(ui), mask_of(again.body["masks"][0]))
 
 
-def test_errors_are_shown_plainly_and_the_endpoint_setting_is_remembered(ui, images):
+def test_errors_are_shown_plainly_and_the_endpoint_setting_is_remembered(ui, images, tmp_path):
+    error = ui.page.locator("#error")
+    (tmp_path / "notes.png").write_text("not a picture")
+    ui.page.set_input_files("#file-input", str(tmp_path / "notes.png"))
+    expect(error.locator(".message")).to_have_text(
+        "notes.png is not an image this browser can read (JPEG, PNG, WebP, GIF, BMP).")
+    expect(ui.page.locator("#text-form button[type=submit]")).to_be_disabled()  # still no image to segment
+
     ui.upload(images["too-big"])
     ui.segment_text("anything")
     (exchange,) = ui.exchanges
     assert exchange.status == 413
-    error = ui.page.locator("#error")
     expect(error).to_be_visible()
     expect(error.locator(".status")).to_have_text("413 payload_too_large")
     expect(error.locator(".message")).to_have_text(exchange.body["error"]["message"])
@@ -375,3 +385,31 @@ def test_drop_and_paste_load_an_image(ui, images):
     expect(ui.page.locator("#image-info")).to_have_text("pasted image · 400×300 · sent as is")
     image = ui.layer("image")
     assert image.shape == (300, 400, 4) and np.array_equal(image[..., :3], np.array(Image.open(images["too-big"])))
+
+
+def test_a_503_that_names_its_wait_is_retried_after_it(ui, images):
+    busy = []
+
+    def restarting_once(route):  # the answer segserve's router gives while a model's worker restarts
+        if not busy and route.request.post_data_json.get("action") == "langsam":
+            busy.append(route.request.post_data_json)
+            route.fulfill(status=503, headers={"Retry-After": "2"}, content_type="application/json",
+                          body=json.dumps({"error": {
+                              "code": "model_restarting", "retry_after_s": 2, "request_id": "r-1",
+                              "message": "model 'langsam' stopped while serving this request and is restarting; "
+                                         "retry after 2 s"}}))
+        else:
+            route.continue_()
+
+    ui.page.route("**/invocations", restarting_once)
+    ui.upload(images["scene"])
+    ui.page.fill("#prompt", "red square")
+    ui.page.fill("#max-detections", "1")
+    ui.page.click("#text-form button[type=submit]")
+    expect(ui.page.locator("#busy-text")).to_have_text("Endpoint busy (model_restarting): retrying in 2 s…")
+    ui.wait_idle()
+    refused, served = ui.exchanges
+    assert refused.status == 503 and served.status == 200 and served.request == refused.request
+    expect(ui.page.locator(".detection")).to_have_count(1)
+    expect(ui.page.locator("#error")).to_be_hidden()
+    expect(ui.page.locator("#request-log tbody tr").nth(1)).to_contain_text("retried after 2 s")

@@ -217,6 +217,15 @@ def test_the_entrypoint_refuses_a_sam2_worker_count_that_is_not_a_positive_numbe
     process = layout.start("serve")
     _, err = process.communicate(timeout=10)
     assert process.returncode == 1 and "SEGSERVE_WORKERS_SAM2 must be >= 1" in err
+
+
+def test_a_ui_folder_without_index_html_is_refused_before_starting_anything(layout, tmp_path):
+    layout.env["SEGSERVE_UI_DIR"] = str(tmp_path / "empty-ui")
+    (tmp_path / "empty-ui").mkdir()
+    process = layout.start("serve")
+    _, err = process.communicate(timeout=10)
+    assert process.returncode == 1
+    assert f"entrypoint: SEGSERVE_UI_DIR={tmp_path / 'empty-ui'} has no index.html" in err
     assert not layout.recorded("started").exists()
 
 
@@ -250,6 +259,7 @@ def test_serve_hands_torchserve_the_images_files_and_stops_it_on_sigterm(layout)
         assert env["SEGSERVE_SAM2_MODELS"] == "sam2"  # one sam2 worker: no replicas, nothing to choose
         assert env["TMPDIR"] == str(run_dir) and cwd == str(run_dir)  # pid file and logs/ in the run dir
         assert env["HF_HUB_OFFLINE"] == "1"
+        assert "SEGSERVE_UI_DIR" not in env  # the image serves no web UI (/ui/ answers 404 there)
 
         stop_at = time.monotonic()
         process.send_signal(signal.SIGTERM)  # what tini forwards when SageMaker stops the container

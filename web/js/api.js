@@ -4,12 +4,13 @@
 const TIMEOUT_MS = 75_000;  // the endpoint gives a model 60 s; allow for the router and the network
 
 export class ApiError extends Error {
-  constructor(message, {status = 0, code = 'network', requestId = null, field = null} = {}) {
+  constructor(message, {status = 0, code = 'network', requestId = null, field = null, retryAfterS = null} = {}) {
     super(message);
     this.status = status;
     this.code = code;
     this.requestId = requestId;
     this.field = field;
+    this.retryAfterS = retryAfterS;  // a 503 that says when to try again (model_restarting, overloaded, not_ready)
   }
 }
 
@@ -51,8 +52,10 @@ function errorFrom(response, body, text) {
   const status = response.status;
   const error = body && body.error;
   if (error && typeof error === 'object' && error.message) {
+    const retry = Number(error.retry_after_s ?? response.headers.get('Retry-After'));
     return new ApiError(error.message, {status, code: error.code || 'error', requestId: error.request_id ?? null,
-                                        field: error.field ?? null});
+                                        field: error.field ?? null,
+                                        retryAfterS: status === 503 && retry > 0 ? retry : null});
   }
   if (body && typeof body.message === 'string') {  // TorchServe's own errors, API Gateway's {"message": ...}
     return new ApiError(body.message, {status, code: body.type || 'error'});

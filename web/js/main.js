@@ -18,10 +18,13 @@ class App {
   constructor() {
     this.settings = new Settings();
     this.log = new RequestLog($('#request-log'), $('#last-request'));
-    this.segmenter = new Segmenter(() => this.settings.url, this.log);
+    this.segmenter = new Segmenter(() => this.settings.url, this.log, (seconds, error) => {
+      $('#busy-text').textContent = `Endpoint busy (${error.code}): retrying in ${seconds} s…`;
+    });
     this.stage = new Stage($('#stage'), {
       onPoint: (point) => this.busy || this.click.addPoint(point),
       onBox: (box) => this.busy || this.click.setBox(box),
+      onHover: (at) => this.text.hoverAt(at),
     });
     this.image = null;
     this.mode = 'text';
@@ -159,6 +162,7 @@ class App {
       await postJson(this.settings.url, {action: 'ping'});
       pill.className = 'pill ready';
       pill.textContent = `${where} · ready`;
+      pill.title = this.settings.url;
     } catch (error) {
       const starting = error instanceof ApiError && error.status === 503;
       pill.className = starting ? 'pill starting' : 'pill down';

@@ -1,13 +1,18 @@
 // Requests about the current image. The first one carries the image; later ones its `image_id` (the endpoint keeps
 // the image's SAM2 embedding, so a click costs a decode, not an encode). An endpoint that no longer knows the id
 // (evicted, restarted, another instance) answers 404 not_found: the request is sent again with the image itself.
+// A 503 that says when to retry (a model restarting, a full queue) is retried after that wait, up to RETRIES times.
 
 import {ApiError, postJson} from './api.js';
 
+const RETRIES = 2;
+const MAX_WAIT_S = 15;
+
 export class Segmenter {
-  constructor(endpointUrl, log) {
+  constructor(endpointUrl, log, onWait) {
     this.endpointUrl = endpointUrl;  // () => the URL to POST to
     this.log = log;
+    this.onWait = onWait;  // (seconds, error): told before waiting to retry a 503
     this.image = null;
     this.imageId = null;
     this.generation = 0;  // bumped by every new image: answers about an older one are dropped
@@ -20,7 +25,7 @@ export class Segmenter {
   }
 
   /** Runs `fields` (action and prompt) on the current image; resolves to the answer, or null if the image changed. */
-  async run(fields) {
+  async run(fields, retries = RETRIES) {
     const generation = this.generation;
     const byId = this.imageId !== null;
     const payload = {...fields, ...(byId ? {image_id: this.imageId} : this.image.payload)};
@@ -30,11 +35,18 @@ export class Segmenter {
       reply = await postJson(this.endpointUrl(), payload);
     } catch (error) {
       if (generation !== this.generation) return null;
+      if (error instanceof ApiError && error.retryAfterS && retries > 0) {
+        const wait = Math.min(MAX_WAIT_S, error.retryAfterS);
+        this.log.add({action: fields.action, sentAs, error, note: `retried after ${wait} s`});
+        this.onWait(wait, error);
+        await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+        return generation === this.generation ? this.run(fields, retries - 1) : null;
+      }
       const recoverable = byId && error instanceof ApiError && error.status === 404 && error.code === 'not_found';
       this.log.add({action: fields.action, sentAs, error, note: recoverable ? 'image sent again' : ''});
       if (!recoverable) throw error;
       this.imageId = null;
-      return this.run(fields);
+      return this.run(fields, retries);
     }
     if (generation !== this.generation) return null;
     const answer = reply.body;
@@ -66,6 +78,7 @@ export class RequestLog {
                    timings.total === undefined ? '—' : seconds(timings.total), encoder || note || '—'];
     for (const text of cells) row.insertCell().textContent = text;
     row.className = error ? 'failed' : '';
+    row.title = error ? error.message : Object.entries(timings).map(([k, v]) => `${k} ${seconds(v)}`).join(' · ');
     while (this.body.rows.length > this.limit) this.body.deleteRow(-1);
     this.summary.textContent = error
       ? `${action}: ${status}${note ? `, ${note}` : ''}`

@@ -8,13 +8,14 @@ const DRAG_PX = 5;  // a press that moves further than this (screen px) draws a 
 const POINT_COLOURS = {1: '#22c55e', 0: '#ef4444'};
 
 export class Stage {
-  constructor(root, {onPoint, onBox}) {
+  constructor(root, {onPoint, onBox, onHover}) {
     this.root = root;
     this.box = root.querySelector('.canvas-box');
     this.layers = Object.fromEntries(['image', 'mask', 'prompt'].map(
       (name) => [name, root.querySelector(`#${name}-layer`)]));
     this.onPoint = onPoint;
     this.onBox = onBox;
+    this.onHover = onHover;  // (x, y) in image px, or null when the pointer leaves; only outside click mode
     this.image = null;
     this.masks = [];
     this.highlight = -1;
@@ -131,16 +132,15 @@ export class Stage {
     const d = this.density;
     const {points, box, pending} = this.prompts;
     const boxes = [box, this.drag && this.drag.box, pending && pending.box].filter(Boolean);
-    for (const [x0, y0, x1, y1] of boxes) {
-      ctx.lineWidth = 2 * d;
-      ctx.setLineDash([6 * d, 4 * d]);
-      ctx.strokeStyle = 'rgba(0, 0, 0, 0.6)';
+    for (const [x0, y0, x1, y1] of boxes) {  // white dashes on a dark line: visible on any photo
+      ctx.lineWidth = 3.5 * d;
+      ctx.strokeStyle = 'rgba(0, 0, 0, 0.55)';
       ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
-      ctx.lineDashOffset = 5 * d;
+      ctx.lineWidth = 2 * d;
+      ctx.setLineDash([7 * d, 5 * d]);
       ctx.strokeStyle = '#fff';
       ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
       ctx.setLineDash([]);
-      ctx.lineDashOffset = 0;
     }
     const all = pending && pending.point ? [...points, {...pending.point, pending: true}] : points;
     for (const point of all) drawPoint(ctx, point, d);
@@ -176,6 +176,7 @@ export class Stage {
                    negative: event.button === 2 || event.altKey || event.shiftKey};
     });
     surface.addEventListener('pointermove', (event) => {
+      if (!this.interactive && this.image) this.onHover(this.toImage(event));
       if (!this.drag) return;
       const moved = Math.hypot(event.clientX - this.drag.screen[0], event.clientY - this.drag.screen[1]);
       if (moved > DRAG_PX || this.drag.box) {
@@ -197,6 +198,7 @@ export class Stage {
         this.onPoint({...drag.start, label: drag.negative ? 0 : 1});
       }
     });
+    surface.addEventListener('pointerleave', () => this.interactive || this.onHover(null));
     surface.addEventListener('pointercancel', () => {
       this.drag = null;
       this.drawPrompts();
@@ -211,6 +213,11 @@ export class Stage {
   // Keyboard clicking: arrows move a cursor (Shift: faster), Enter adds an object point, Shift+Enter a "not" point.
   onKey(event) {
     if (!this.interactive || !this.image) return;
+    if (event.key === 'Escape' && this.drag) {  // cancel the box being drawn
+      this.drag = null;
+      this.drawPrompts();
+      return;
+    }
     const {width, height} = this.image.sent;
     const step = (event.shiftKey ? 40 : 8) * this.density;
     const moves = {ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step]};
@@ -230,7 +237,7 @@ export class Stage {
 }
 
 function drawPoint(ctx, {x, y, label, pending}, d) {
-  const r = 7 * d;
+  const r = 8 * d;
   ctx.globalAlpha = pending ? 0.55 : 1;
   ctx.beginPath();
   ctx.arc(x, y, r, 0, 2 * Math.PI);

@@ -68,6 +68,23 @@ export class TextMode {
     this.render();
   }
 
+  /** The pointer over the image at `at` (image px, or null): highlight the topmost visible detection there. */
+  hoverAt(at) {
+    let index = -1;
+    if (at) {
+      for (let i = this.detections.length - 1; i >= 0 && index < 0; i--) {
+        const {visible, decoded} = this.detections[i];
+        const x = Math.min(decoded.width - 1, Math.floor(at.x));
+        const y = Math.min(decoded.height - 1, Math.floor(at.y));
+        if (visible && decoded.mask[y * decoded.width + x]) index = i;
+      }
+    }
+    if (index === this.hovered) return;
+    this.hovered = index;
+    this.list.querySelectorAll('.detection').forEach((row, i) => row.classList.toggle('hovered', i === index));
+    this.app.stage.setHighlight(index);
+  }
+
   /** What the stage shows in this mode. */
   show() {
     this.app.stage.setMasks(this.detections.map((d) => ({mask: d.decoded, colour: d.colour, visible: d.visible})),

@@ -11,7 +11,7 @@ WEIGHTS ?= official
 WEIGHTS_DIR ?= weights
 PYTEST_ARGS ?=
 
-.PHONY: help install weights test serve model-store bench clean openapi
+.PHONY: help install browser weights test serve model-store bench clean openapi
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -32,7 +32,11 @@ install: $(STAMP)  ## create .venv with every pinned dependency (idempotent)
 weights: $(STAMP)  ## fetch or build the WEIGHTS=official|tiny|full model files into weights/
 	$(VENV)/bin/segserve-weights prepare $(WEIGHTS) --dir $(WEIGHTS_DIR)
 
-test: $(STAMP)  ## run the whole test suite (random tiny weights, no network)
+browser:  ## Debian's Chromium for the browser tests (Playwright never downloads a browser here)
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && SUDO= || SUDO=sudo; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+
+test: $(STAMP) browser  ## run the whole test suite (random tiny weights, no network)
 	$(VENV)/bin/segserve-weights prepare tiny --dir $(WEIGHTS_DIR)
 	PATH="$(abspath $(VENV))/bin:$$PATH" SEGSERVE_WEIGHTS_DIR=$(abspath $(WEIGHTS_DIR)) $(PY) -m pytest $(PYTEST_ARGS)
 

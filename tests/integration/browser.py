@@ -21,7 +21,7 @@ from playwright.sync_api import Page, Response, expect
 from segserve.media.masks import decode_rle
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"  # Debian's package; .ci/run installs it when missing
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; `make test` installs it when missing
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update"]
 ARTIFACTS = Path(os.environ.get("SEGSERVE_TEST_ARTIFACTS", REPO_ROOT / "build" / "test-artifacts")) / "web-ui"

@@ -11,7 +11,7 @@ WEIGHTS ?= official
 WEIGHTS_DIR ?= weights
 PYTEST_ARGS ?=
 
-.PHONY: help install browser weights test serve model-store bench clean openapi
+.PHONY: help install browser weights test serve model-store bench clean openapi fuzz load
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -62,3 +62,15 @@ bench: $(STAMP)  ## per-stage CPU timings on the full-size random models (5-10 m
 
 openapi: $(STAMP)  ## regenerate docs/openapi.yaml from the request schema, content types and error codes
 	$(PY) -m segserve.api.openapi > docs/openapi.yaml
+
+FUZZ_REQUESTS ?= 5000
+
+fuzz: $(STAMP)  ## the live fuzz test alone: more requests (FUZZ_REQUESTS, default 5000), new ones each run
+	$(MAKE) test SEGSERVE_FUZZ_REQUESTS=$(FUZZ_REQUESTS) SEGSERVE_FUZZ_EXPLORE=1 PYTEST_ARGS="tests/integration/test_serving_fuzz.py -s --timeout=3600 $(PYTEST_ARGS)"
+
+LOAD_WEIGHTS ?= tiny
+LOAD_ARGS ?=
+
+load: $(STAMP)  ## bounded load test on 127.0.0.1 against its own endpoint (LOAD_WEIGHTS=tiny; LOAD_ARGS="--clients 8")
+	$(MAKE) model-store WEIGHTS=$(LOAD_WEIGHTS) MODEL_STORE=build/load/model_store
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) benchmarks/load_test.py --serve build/load/model_store $(LOAD_ARGS)

@@ -83,6 +83,15 @@ def test_nothing_detected_is_an_empty_list(detector, scene):
     assert detector.detect(scene, "a dog", DetectionParams(box_threshold=1.0)) == []
 
 
+@pytest.mark.parametrize("height, width", [(1, 1), (3, 5), (1, 7), (3, 3)])
+def test_images_one_or_three_pixels_high_are_read_as_height_width_channels(detector, height, width):
+    """Found by the live fuzz test: the processor took a 1- or 3-row image for channels-first and failed (500)."""
+    image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    detections = detector.detect(image, "a dog", DetectionParams(max_detections=3))
+    assert len(detections) == 3
+    assert all(0 <= d.box[0] <= d.box[2] <= width and 0 <= d.box[1] <= d.box[3] <= height for d in detections)
+
+
 def test_a_too_long_prompt_is_a_client_error(detector, scene):
     with pytest.raises(InvalidRequest, match="longer than 256 tokens") as error:
         detector.detect(scene, "dog " * 300)

@@ -27,8 +27,6 @@ from segserve.routing.sessions import CLOSED_SESSION_HEADER, NEW_SESSION, NEW_SE
 SCHEMAS = "#/components/schemas/"
 # Header names as SageMaker spells them (the server matches them in any case).
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
-# Codes that only ever appear inside a JSON Lines answer (on its line), never as an HTTP status.
-BATCH_LINE_ONLY = frozenset({errors.TimedOut.code})
 
 FIELD_DESCRIPTIONS = {
     "action": "What to do: `langsam` (text prompt), `sam2` (points/box), `ping` (readiness).",
@@ -164,6 +162,10 @@ def _invocation_responses() -> dict:
             schema = {"oneOf": [schema, {"$ref": SCHEMAS + "ReadinessResponse"}]}
             description += "; or the `ReadinessResponse` of a `ping` while a model is not ready"
         response = {"description": description, "content": {JSON: {"schema": schema}}}
+        if status == 503:
+            response["headers"] = {"Retry-After": {
+                "description": "On the error answers: seconds to wait before retrying (as `retry_after_s`).",
+                "schema": {"type": "integer", "minimum": 1}}}
         if status == 413:
             response["description"] += "; TorchServe itself answers an EMPTY 413 for a body over its request limit"
         responses[str(status)] = response
@@ -274,11 +276,10 @@ def _service_errors() -> list[type[errors.ServiceError]]:
 
 
 def _codes_by_status() -> dict[int, list[str]]:
-    """HTTP status → the error codes answered with it (from errors.py), batch-line-only codes left out."""
+    """HTTP status → the error codes answered with it (from errors.py)."""
     codes: dict[int, set[str]] = {}
     for kind in _service_errors():
-        if kind.code not in BATCH_LINE_ONLY:
-            codes.setdefault(kind.status, set()).add(kind.code)
+        codes.setdefault(kind.status, set()).add(kind.code)
     return {status: sorted(names) for status, names in codes.items()}
 
 

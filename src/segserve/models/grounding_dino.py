@@ -105,7 +105,8 @@ class GroundingDinoDetector:
         """Boxes for the prompt's phrases in an RGB uint8 image, best first, at most `params.max_detections`."""
         timer = timer or StageTimer(self.runtime)
         text = normalize_prompt(text_prompt)
-        inputs = self.processor(images=image, text=text, return_tensors="pt")
+        # HWC always: for an image 1 or 3 pixels high the processor would guess channels-first and fail.
+        inputs = self.processor(images=image, text=text, return_tensors="pt", input_data_format="channels_last")
         max_tokens = self.model.config.max_text_len
         if inputs["input_ids"].shape[1] > max_tokens:
             raise InvalidRequest(f"text_prompt is longer than {max_tokens} tokens", field="text_prompt")

@@ -48,16 +48,17 @@ def load_operations() -> dict[str, object]:
             "execution-parameters": schema["/execution-parameters"]["GET"]}
 
 
-def cases(operations: Mapping[str, object], urls: Mapping[str, list[str]], image_png: bytes, size: tuple[int, int]):
+def cases(operations: Mapping[str, object], failing_urls: list[str], image_png: bytes, size: tuple[int, int]):
     """Cases of every operation, /invocations six times out of eight, half of them schema-invalid.
 
-    `urls["failing"]` replace generated image URLs; a runnable body gets its image from the base64 file,
-    or from `urls["image"]` (local http and s3 copies of it), in turn.
+    `failing_urls` replace generated image URLs. A runnable body gets `image_png`, which must be an image no
+    other test sends: the embedding cache keeps what the fuzz run encoded, and a test that expects its first
+    click to run the encoder must not find its image cached.
     """
     invoke = operations["invoke"]
     kinds = [invoke.as_strategy(GenerationMode.POSITIVE)] * 3 + [invoke.as_strategy(GenerationMode.NEGATIVE)] * 3
     kinds += [operations["ping"].as_strategy(), operations["execution-parameters"].as_strategy()]
-    sources = [{"image": base64.b64encode(image_png).decode()}, *({"image_url": url} for url in urls["image"])]
+    image = base64.b64encode(image_png).decode()
     counter = itertools.count(1)
 
     @st.composite
@@ -65,11 +66,10 @@ def cases(operations: Mapping[str, object], urls: Mapping[str, list[str]], image
         case = draw(kind)
         for body in case.body if isinstance(case.body, list) else [case.body]:
             if isinstance(body, dict) and isinstance(body.get("image_url"), str) and _fetched(body["image_url"]):
-                body["image_url"] = draw(st.sampled_from(urls["failing"]))
+                body["image_url"] = draw(st.sampled_from(failing_urls))
         if isinstance(case.body, dict) and case.body.get("action") in ("sam2", "langsam"):
-            number = next(counter)
-            if number % RUNNABLE_EVERY == 0:
-                _make_runnable(case.body, sources[number // RUNNABLE_EVERY % len(sources)], size)
+            if next(counter) % RUNNABLE_EVERY == 0:
+                _make_runnable(case.body, image, size)
         return case
 
     return st.sampled_from(kinds).flatmap(kept_local)
@@ -83,12 +83,12 @@ def _fetched(url: str) -> bool:
         return False
 
 
-def _make_runnable(body: dict, source: dict, size: tuple[int, int]) -> None:
+def _make_runnable(body: dict, image: str, size: tuple[int, int]) -> None:
     """The real image instead of the generated source, every prompt moved onto it, few detections."""
     width, height = size
-    for name in ("image", "image_url", "image_id"):
+    for name in ("image_url", "image_id"):
         body.pop(name, None)
-    body.update(source)
+    body["image"] = image
     if _number(body.get("x")) and _number(body.get("y")):
         body["x"], body["y"] = body["x"] % width, body["y"] % height
     if isinstance(body.get("points"), list):

@@ -8,6 +8,7 @@ import pytest
 from segserve.models.grounding_dino import DetectionParams
 from segserve.models.langsam_pipeline import LangSamPipeline
 from segserve.models.runtime import StageTimer
+from tests.unit.test_sam2_parity import PIXEL_TOLERANCE
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def test_each_detection_gets_the_reference_mask(langsam, scene):
     masks, scores, _ = predictor.predict(box=np.array([d.box for d in detections]), multimask_output=False)
     for obj, mask, score in zip(objects, masks[:, 0], scores[:, 0]):
         assert obj.mask.shape == scene.shape[:2] and obj.mask.dtype == bool
-        np.testing.assert_array_equal(obj.mask, mask > 0)
+        assert np.mean(obj.mask != (mask > 0)) <= PIXEL_TOLERANCE
         assert obj.mask_score == pytest.approx(float(score), abs=1e-6)
 
 

@@ -27,7 +27,7 @@ def mask_entry(mask: np.ndarray, score: float, mask_format: str) -> dict:
     return {
         "score": round(float(score), 6),
         "box": list(box) if box is not None else None,
-        "area": int(mask.sum()),
+        "area": int(np.count_nonzero(mask)),
         "mask": encode_mask(mask, mask_format),
     }
 

@@ -34,7 +34,8 @@ _NEIGHBOURHOOD = np.ones((3, 3), np.uint8)
 def encode_rle(mask: np.ndarray) -> dict:
     """COCO compressed RLE, JSON-ready: `{"size": [h, w], "counts": "<ascii>"}`."""
     _check_mask(mask)
-    rle = coco_mask.encode(np.asfortranarray(mask, dtype=np.uint8))
+    # bool and uint8 share their bytes: a column-major mask (as SAM2's come) is encoded without a copy
+    rle = coco_mask.encode(np.asfortranarray(mask.view(np.uint8)))
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
 

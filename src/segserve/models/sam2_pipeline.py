@@ -2,8 +2,8 @@
 
 The image embedding is a value (`ImageEmbedding`) rather than state hidden in a predictor, so a caller
 can cache it and reuse it across requests, and several boxes decode together on one encoding. The
-numerics follow sam2's `SAM2ImagePredictor` exactly (the parity tests hold us to it); sam2's own
-transforms and model modules do the work.
+numerics follow sam2's `SAM2ImagePredictor` (the parity tests hold us to it); sam2's own transforms and
+model modules do the work, except the masks' upsampling to image size on the CPU (mask_upscaling.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 
 from segserve.errors import InvalidRequest, WeightsError
 from segserve.media.masks import mask_bbox
+from segserve.models.mask_upscaling import upscale_masks
 from segserve.models.runtime import Runtime, StageTimer
 from segserve.weights.bundle import WeightsBundle
 
@@ -176,7 +177,8 @@ class Sam2Pipeline:
                 np.zeros((0, h, w), bool), np.zeros((0,), np.float32), np.zeros((0, 256, 256), np.float32)
             )
         return MaskPrediction(
-            np.concatenate([p.masks for p in parts]),
+            # along the masks' own memory order: column-major masks stay column-major (see mask_upscaling)
+            np.concatenate([p.masks.transpose(0, 2, 1) for p in parts]).transpose(0, 2, 1),
             np.concatenate([p.scores for p in parts]),
             np.concatenate([p.low_res_logits for p in parts]),
         )
@@ -205,10 +207,9 @@ class Sam2Pipeline:
             repeat_image=points is not None and coords.shape[0] > 1,
             high_res_features=list(embedding.high_res_feats),
         )
-        masks = self._transforms.postprocess_masks(low_res, embedding.image_size) > self.mask_threshold
         # One object per row: (B, C, ...) → (B*C, ...); B is 1 for point prompts, C is 1 for boxes.
         return MaskPrediction(
-            masks.flatten(0, 1).cpu().numpy(),
+            upscale_masks(low_res, embedding.image_size, self.mask_threshold),
             iou.flatten().float().cpu().numpy(),
             torch.clamp(low_res, -32.0, 32.0).flatten(0, 1).float().cpu().numpy(),
         )

@@ -10,6 +10,7 @@ from segserve.api.invocation import Invoker
 from segserve.api.sam2_client import Sam2Client
 from segserve.api.services import LangSamService
 from segserve.models.grounding_dino import GroundingDinoDetector
+from segserve.models.warmup import warm_up_detector
 from segserve.routing.affinity import SAM2_MODELS_ENV, home_model, sam2_models
 from segserve.routing.loopback import LoopbackClient
 from segserve.prompts.llm_endpoint import llm_endpoint
@@ -22,6 +23,7 @@ class LangSamHandler:
         config = settings(context)
         runtime = runtime_for(context, config)
         detector = GroundingDinoDetector.from_bundle(weights_bundle(context, config), runtime)
+        warm_up_detector(detector)
         # Set by serving/entrypoint.sh from the ports TorchServe was started with.
         self.loopback = LoopbackClient(os.environ.get("SEGSERVE_INFERENCE_URL", "http://127.0.0.1:8080"),
                                        config.sam2_timeout_s)

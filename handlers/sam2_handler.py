@@ -7,6 +7,7 @@ from segserve.api.invocation import Invoker
 from segserve.api.services import Sam2Service
 from segserve.models.embedding_cache import embedding_cache
 from segserve.models.sam2_pipeline import Sam2Pipeline
+from segserve.models.warmup import warm_up_sam2
 from torchserve_io import (
     check_model_folder, model_info, publish_cache_metrics, runtime_for, serve_batch, settings, weights_bundle,
 )
@@ -18,6 +19,7 @@ class Sam2Handler:
         config = settings(context)
         runtime = runtime_for(context, config)
         pipeline = Sam2Pipeline.from_bundle(weights_bundle(context, config), runtime, config.compile)
+        warm_up_sam2(pipeline)  # before the cache exists: nothing of it is cached
         self.cache = embedding_cache(config.embedding_cache_bytes)
         self.published = None  # the cache stats last sent as metrics
         service = Sam2Service(pipeline, config.image_loader(), self.cache)

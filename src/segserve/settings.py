@@ -67,7 +67,9 @@ class ImageSettings(_Settings):
 class ModelSettings(ImageSettings):
     weights: str = "weights"  # the weights bundle folder, relative to the model's directory
     device: str | None = None  # None: the GPU TorchServe assigned, else the CPU
-    compile: bool = False  # torch.compile the SAM2 image encoder (GPU; slow first request)
+    # torch.compile the SAM2 image encoder on CUDA (max-autotune, as Meta's compile_image_encoder); paid at
+    # worker start by the warm-up, minutes. Ignored on the CPU.
+    compile: bool = False
     # CPU only: torch threads for this worker. None: the cores shared between the two model workers, so
     # that langsam and sam2 do not fight over them (short decodes suffer most from oversubscription).
     cpu_threads: int | None = Field(None, ge=1)

@@ -8,6 +8,7 @@ model modules do the work, except the masks' upsampling to image size on the CPU
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,8 @@ _UPSAMPLE_VALUE_BUDGET = 64 * 1024 * 1024
 # A binary mask fed back as a prompt becomes confident logits of this magnitude.
 _MASK_LOGIT = 10.0
 LOW_RES_SIZE = 256
+
+log = logging.getLogger(__name__)
 
 
 def logits_from_mask(mask: np.ndarray) -> np.ndarray:
@@ -105,7 +108,8 @@ class Sam2Pipeline:
     def from_checkpoint(
         cls, checkpoint: Path, config: str, runtime: Runtime | None = None, compile_encoder: bool = False
     ) -> "Sam2Pipeline":
-        """Load Meta's SAM2.1 checkpoint (`{"model": state_dict}`) with the matching sam2 config name."""
+        """Load Meta's SAM2.1 checkpoint (`{"model": state_dict}`) with the matching sam2 config name;
+        `compile_encoder` compiles the image encoder on CUDA (on the CPU it is not applied)."""
         from sam2.build_sam import build_sam2
 
         runtime = runtime or Runtime.select()
@@ -116,8 +120,14 @@ class Sam2Pipeline:
             model = build_sam2(config, str(checkpoint), device=str(runtime.device))
         except Exception as exc:  # torch.load / load_state_dict raise many types; all mean "bad file"
             raise WeightsError(f"cannot load SAM2 checkpoint {checkpoint} with {config}: {exc}") from exc
-        if compile_encoder:
-            model.image_encoder = torch.compile(model.image_encoder)
+        if compile_encoder and runtime.device.type == "cuda":
+            # As SAM2Base(compile_image_encoder=True) does: the forward, so checkpoints still load; fixed
+            # shapes (every image is resized to 1024x1024). The warm-up pays the compile at worker start.
+            model.image_encoder.forward = torch.compile(
+                model.image_encoder.forward, mode="max-autotune", fullgraph=True, dynamic=False
+            )
+        elif compile_encoder:
+            log.info("compile: true applies on CUDA only; the SAM2 image encoder runs eagerly on %s", runtime.device)
         return cls(model, runtime)
 
     @classmethod

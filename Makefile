@@ -10,8 +10,9 @@ STAMP := $(VENV)/.installed
 WEIGHTS ?= official
 WEIGHTS_DIR ?= weights
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: help install browser weights test serve model-store bench clean openapi fuzz load
+.PHONY: help install browser weights test serve model-store bench bench-stages clean openapi fuzz load
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -56,7 +57,11 @@ serve: model-store  ## run the endpoint and the web UI (/ui/) locally through th
 	SEGSERVE_PLUGINS=serving/plugins/build SEGSERVE_RUN_DIR=$(abspath $(RUN_DIR)) SEGSERVE_UI_DIR=$(abspath web) \
 	bash serving/entrypoint.sh serve
 
-bench: $(STAMP)  ## per-stage CPU timings on the full-size random models (5-10 min)
+bench: $(STAMP)  ## interactive latency (P1-P6, docs/benchmarks.md) on a live TorchServe, full-size random models (~15 min)
+	$(VENV)/bin/segserve-weights prepare full --dir $(WEIGHTS_DIR)
+	$(PY) benchmarks/bench_serving.py --weights $(abspath $(WEIGHTS_DIR))/full $(BENCH_ARGS)
+
+bench-stages: $(STAMP)  ## in-process per-stage CPU timings of the pipelines on the full-size random models
 	$(VENV)/bin/segserve-weights prepare full --dir $(WEIGHTS_DIR)
 	$(PY) benchmarks/bench_pipelines.py --weights $(WEIGHTS_DIR)/full
 

@@ -238,10 +238,30 @@ def server(tmp_path_factory, model_store, plugin_dir, s3, fake_llm, openai_secre
 @contextlib.contextmanager
 def serve(tmp_path_factory, model_store: Path, plugin_dir: Path, s3: str, **extra_env: str) -> Iterator[Serving]:
     """A server from the entrypoint on free ports, healthy; stopped (and checked to leave nothing) on exit."""
-    run_dir = tmp_path_factory.mktemp("run")
+    serving = start_entrypoint(
+        tmp_path_factory.mktemp("run"), model_store, plugin_dir,
+        AWS_ENDPOINT_URL_S3=s3,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_EC2_METADATA_DISABLED="true",
+        **extra_env,
+    )
+    try:
+        serving.startup_pings = serving.wait_healthy(READY_WITHIN_S)
+        yield serving
+    finally:
+        serving.stop()
+        left = processes_mentioning(str(serving.run_dir))
+        assert not left, f"server processes left behind: {left}"
+
+
+def start_entrypoint(run_dir: Path, model_store: Path, plugin_dir: Path, **env: str) -> Serving:
+    """Start serving/entrypoint.sh in `run_dir` (logs, pid file, generated config) with every port free on
+    127.0.0.1 and a clean environment plus `env` (also used by make bench); its clock starts now."""
     ports = {name: free_port() for name in
              ("inference", "management", "metrics", "grpc_inference", "grpc_management")}
-    env = clean_env(
+    environment = clean_env(
         PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         SEGSERVE_MODEL_STORE=str(model_store),
         SEGSERVE_CONFIG=str(REPO_ROOT / "config.properties"),
@@ -252,23 +272,11 @@ def serve(tmp_path_factory, model_store: Path, plugin_dir: Path, s3: str, **extr
         SEGSERVE_MANAGEMENT_PORT=str(ports["management"]),
         SEGSERVE_METRICS_PORT=str(ports["metrics"]),
         SEGSERVE_GRPC_PORTS=f"{ports['grpc_inference']},{ports['grpc_management']}",
-        AWS_ENDPOINT_URL_S3=s3,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_EC2_METADATA_DISABLED="true",
-        **extra_env,
+        **env,
     )
     with open(run_dir / "entrypoint.out", "wb") as out:
         entrypoint = subprocess.Popen(
             ["bash", str(REPO_ROOT / "serving" / "entrypoint.sh"), "serve"],
-            cwd=run_dir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=run_dir, env=environment, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
-    serving = Serving(entrypoint, run_dir, model_store, ports, time.monotonic())
-    try:
-        serving.startup_pings = serving.wait_healthy(READY_WITHIN_S)
-        yield serving
-    finally:
-        serving.stop()
-        left = processes_mentioning(str(run_dir))
-        assert not left, f"server processes left behind: {left}"
+    return Serving(entrypoint, run_dir, model_store, ports, time.monotonic())

@@ -1,0 +1,81 @@
+"""The report of bench_serving.py: a table of every variant, the server's own stage timings, the goals, the line."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import torch
+
+
+@dataclass(frozen=True)
+class Sample:
+    ms: float  # wall time seen by the client (or the in-process call)
+    stages: dict[str, float] = field(default_factory=dict)  # the answer's timings_ms
+    cache: str | None = None  # the answer's "cache" field, when it has one
+    image_id: str = ""
+    masks: int = 0
+    response_bytes: int = 0
+
+
+# (name, numerator, denominator, goal, higher is better)
+RATIOS = (
+    ("P1", "sam2 click, new 1024x768 image", "sam2 click, cached 1024x768", 25.0, True),
+    ("P2", "sam2 click, cached 1024x768", "sam2 click, in-process 1024x768", 1.10, False),
+    ("P3", "sam2 click, cached 4000x3000", "sam2 click, cached 1024x768", 2.0, False),
+    ("P4", "sam2 first click on a langsam image_id", "sam2 click, cached 1024x768", 1.2, False),
+    ("P6", "langsam, same image, 5 detections", "langsam, same image, 1 detection", 1.3, False),
+)
+P5_GOAL_S = 30.0
+
+
+def p50(samples: list[Sample]) -> float:
+    return statistics.median(s.ms for s in samples)
+
+
+def print_report(samples: dict[str, list[Sample]], ready_s: float, batching: list[str] | None, machine: str,
+                 warmups: list[str]) -> None:
+    print(f"\n== segserve bench, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC ==")
+    print(f"  {machine}; torch {torch.__version__}; full random models (sam2.1 small, grounding-dino-tiny)")
+    print(f"  /ping 200 after {ready_s:.1f} s from the entrypoint's start")
+    for line in warmups:
+        print(f"  {line}")
+
+    print(f"\n  {'variant':<42}{'n':>3}{'p50 ms':>10}{'min ms':>10}{'cache':>7}{'reply KB':>10}  server stages (p50 ms)")
+    for name, values in samples.items():
+        caches = sorted({s.cache for s in values if s.cache})
+        kb = statistics.median(s.response_bytes for s in values) / 1024
+        print(f"  {name:<42}{len(values):>3}{p50(values):>10.1f}{min(s.ms for s in values):>10.1f}"
+              f"{'/'.join(caches) or '-':>7}{kb:>10.0f}  {stage_summary(values)}")
+
+    results, missed = {}, []
+    print(f"\n  {'':<4}{'ratio of p50s':>14}{'per-round range':>18}{'goal':>8}")
+    for key, numerator, denominator, goal, higher in RATIOS:
+        ratio = p50(samples[numerator]) / p50(samples[denominator])
+        per_round = [n.ms / d.ms for n, d in zip(samples[numerator], samples[denominator])]
+        met = ratio >= goal if higher else ratio <= goal
+        results[key] = ratio
+        missed += [] if met else [key]
+        print(f"  {key:<4}{ratio:>14.2f}{f'[{min(per_round):.2f}..{max(per_round):.2f}]':>18}"
+              f"{('>= ' if higher else '<= ') + f'{goal:g}':>8}  {'met' if met else 'MISSED'}"
+              f"  {numerator} / {denominator}")
+    p5_met = ready_s <= P5_GOAL_S
+    missed += [] if p5_met else ["P5"]
+    print(f"  {'P5':<4}{ready_s:>13.1f}s{'':>18}{f'<= {P5_GOAL_S:g}s':>8}  {'met' if p5_met else 'MISSED'}"
+          "  entrypoint start → /ping 200")
+    if batching:
+        print("\n  TorchServe batching (sam2 direct, /predictions/<model>, concurrent cached clicks)")
+        for line in batching:
+            print(f"  {line}")
+    print(f"\n  goals missed: {', '.join(missed) if missed else 'none'}")
+    print(f"bench: P1={results['P1']:.1f}x P2={results['P2']:.2f} P3={results['P3']:.2f} P4={results['P4']:.2f} "
+          f"P5={ready_s:.1f}s P6={results['P6']:.2f}")
+
+
+def stage_summary(values: list[Sample]) -> str:
+    """Each stage the server reported, p50 over the samples that ran it (total last)."""
+    names = [n for n in dict.fromkeys(k for s in values for k in s.stages) if n != "total"]
+    parts = [f"{n} {statistics.median(s.stages[n] for s in values if n in s.stages):.0f}" for n in names]
+    totals = [s.stages["total"] for s in values if "total" in s.stages]
+    return ", ".join(parts + ([f"total {statistics.median(totals):.0f}"] if totals else []))

@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--weights", type=Path, default=REPO / "weights" / "full",
                         help="the weights bundle folder (default: weights/full)")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds of the click variants (default: 7)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the click variants (default: 5)")
     parser.add_argument("--langsam-rounds", type=int, default=2,
                         help="rounds of the langsam variants, 3 GroundingDINO passes each (default: 2)")
     parser.add_argument("--no-batching", dest="batching", action="store_false",

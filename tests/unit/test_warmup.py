@@ -86,3 +86,15 @@ def test_compile_is_not_applied_on_the_cpu(tiny_bundle, caplog):
                                                 Runtime.select("cpu"), compile_encoder=True)
     assert "forward" not in vars(pipeline.model.image_encoder)  # the class's own forward: not compiled
     assert any("CUDA only" in r.getMessage() for r in caplog.records)
+
+
+def test_warm_up_leaves_the_services_cache_untouched(sam2_pipeline):
+    from segserve.api.services import Sam2Service
+    from segserve.media.image_loading import ImageLoader
+    from segserve.models.embedding_cache import LruEmbeddingCache
+
+    cache = LruEmbeddingCache(64 * 2**20)
+    service = Sam2Service(sam2_pipeline, ImageLoader(), cache)
+    warmup.warm_up_sam2(service.pipeline)
+    stats = cache.stats()
+    assert (stats.entries, stats.hits, stats.misses, stats.bytes) == (0, 0, 0, 0)

@@ -53,11 +53,14 @@ def print_report(samples: dict[str, list[Sample]], ready_s: float, batching: lis
     print(f"\n  {'':<4}{'ratio of p50s':>14}{'per-round range':>18}{'goal':>8}")
     for key, numerator, denominator, goal, higher in RATIOS:
         ratio = p50(samples[numerator]) / p50(samples[denominator])
-        per_round = [n.ms / d.ms for n, d in zip(samples[numerator], samples[denominator])]
+        # Per round only where both sides ran every round (langsam rounds are fewer than click rounds).
+        same_rounds = len(samples[numerator]) == len(samples[denominator])
+        per_round = [n.ms / d.ms for n, d in zip(samples[numerator], samples[denominator])] if same_rounds else []
         met = ratio >= goal if higher else ratio <= goal
         results[key] = ratio
         missed += [] if met else [key]
-        print(f"  {key:<4}{ratio:>14.2f}{f'[{min(per_round):.2f}..{max(per_round):.2f}]':>18}"
+        spread = f"[{min(per_round):.2f}..{max(per_round):.2f}]" if per_round else "-"
+        print(f"  {key:<4}{ratio:>14.2f}{spread:>18}"
               f"{('>= ' if higher else '<= ') + f'{goal:g}':>8}  {'met' if met else 'MISSED'}"
               f"  {numerator} / {denominator}")
     p5_met = ready_s <= P5_GOAL_S

@@ -45,16 +45,22 @@ clean:  ## remove built archives and logs (keeps .venv and weights/)
 	rm -rf model_store/*.mar model_store/*/ logs build
 
 MODEL_STORE ?= model_store
+MODEL_CONFIG ?= serving/model-config
 RUN_DIR ?= build/run
+# The inference port's address for `make serve`: loopback, since nothing authenticates callers here (SageMaker
+# does that in front of the container, which binds 0.0.0.0). BIND=0.0.0.0 opens it to the network.
+BIND ?= 127.0.0.1
 
 model-store: $(STAMP)  ## build the three TorchServe model folders from weights/$(WEIGHTS)
 	$(VENV)/bin/segserve-weights prepare $(WEIGHTS) --dir $(WEIGHTS_DIR)
-	$(PY) serving/build_model_store.py --weights $(WEIGHTS_DIR)/$(WEIGHTS) --model-store $(MODEL_STORE)
+	$(PY) serving/build_model_store.py --weights $(WEIGHTS_DIR)/$(WEIGHTS) --model-store $(MODEL_STORE) \
+	  --model-config $(MODEL_CONFIG)
 	PYTHON=$(abspath $(PY)) bash serving/plugins/build.sh
 
 serve: model-store  ## run the endpoint and the web UI (/ui/) locally through the container's entrypoint (Ctrl-C stops it)
 	PATH="$(abspath $(VENV))/bin:$$PATH" SEGSERVE_MODEL_STORE=$(MODEL_STORE) SEGSERVE_CONFIG=config.properties \
 	SEGSERVE_PLUGINS=serving/plugins/build SEGSERVE_RUN_DIR=$(abspath $(RUN_DIR)) SEGSERVE_UI_DIR=$(abspath web) \
+	SEGSERVE_BIND_ADDRESS=$(BIND) \
 	bash serving/entrypoint.sh serve
 
 bench: $(STAMP)  ## interactive latency (P1-P6, docs/benchmarks.md) on a live TorchServe, full-size random models (~15 min)

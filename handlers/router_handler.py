@@ -24,6 +24,7 @@ class RouterHandler:
         homes = ImageHomes("sam2", replicas, config.image_loader())
         self.route = Router(
             self._forward, self._describe, config.routes,
+            max_request_bytes=int(os.environ.get("SEGSERVE_MAX_REQUEST_BYTES", "6553600")),
             max_response_bytes=int(os.environ.get("SEGSERVE_MAX_RESPONSE_BYTES", "6553600")),
             # A batch must be answered a little before TorchServe's timeout for the router would kill it.
             batch_seconds=float(os.environ.get("SEGSERVE_ROUTER_TIMEOUT_S", "65")) - 5.0,

@@ -11,6 +11,8 @@
 #   SEGSERVE_PLUGINS       folder with segserve-plugins.jar     (/opt/segserve/plugins)
 #   SEGSERVE_RUN_DIR       logs, pid file, generated config    (/tmp/segserve)
 #   SAGEMAKER_BIND_TO_PORT inference port                      (8080)
+#   SEGSERVE_BIND_ADDRESS  inference address                   (0.0.0.0: SageMaker reaches the container there;
+#                                                               `make serve` sets 127.0.0.1)
 #   SEGSERVE_MANAGEMENT_PORT / SEGSERVE_METRICS_PORT           (8081 / 8082)
 #   SEGSERVE_GRPC_PORTS    gRPC inference,management ports      (7070,7071; loopback only)
 #   SEGSERVE_WORKERS_LANGSAM   langsam workers (1)
@@ -33,6 +35,7 @@ base_config="${SEGSERVE_CONFIG:-/opt/segserve/config.properties}"
 plugins="${SEGSERVE_PLUGINS:-/opt/segserve/plugins}"
 run_dir="${SEGSERVE_RUN_DIR:-/tmp/segserve}"
 port="${SAGEMAKER_BIND_TO_PORT:-8080}"
+bind="${SEGSERVE_BIND_ADDRESS:-0.0.0.0}"
 management_port="${SEGSERVE_MANAGEMENT_PORT:-8081}"
 metrics_port="${SEGSERVE_METRICS_PORT:-8082}"
 IFS=, read -r grpc_inference_port grpc_management_port <<< "${SEGSERVE_GRPC_PORTS:-7070,7071}"
@@ -61,22 +64,32 @@ router_timeout=65
 if [[ "${SAGEMAKER_BATCH:-false}" == "true" ]]; then
   max_request=$(( ${SAGEMAKER_MAX_PAYLOAD_IN_MB:-6} * 1024 * 1024 + 65536 ))
   router_timeout="${SEGSERVE_BATCH_TIMEOUT_S:-600}"
+  # Each concurrent transform sends its records one by one to a model: more in flight than a model's
+  # workers + queue would get `overloaded` lines. One running and one waiting per worker keeps it busy.
+  fewest_workers=$(( ${SEGSERVE_WORKERS_LANGSAM:-1} < ${SEGSERVE_WORKERS_SAM2:-1} \
+                     ? ${SEGSERVE_WORKERS_LANGSAM:-1} : ${SEGSERVE_WORKERS_SAM2:-1} ))
+  export SAGEMAKER_MAX_CONCURRENT_TRANSFORMS="${SAGEMAKER_MAX_CONCURRENT_TRANSFORMS:-$(( fewest_workers + 1 ))}"
 fi
 max_response=$max_request
+# Over max_request_size TorchServe's front end answers an empty 413 before reading the body, or resets the
+# upload of a client that sent `Connection: close`. Up to twice the limit it takes the body instead, and
+# the router refuses it with a 413 that says why (real time only: a batch job keeps to its own limit).
+front_end_max_request=$max_request
+[[ "${SAGEMAKER_BATCH:-false}" == "true" ]] || front_end_max_request=$(( max_request * 2 ))
 
 config="$run_dir/config.properties"
 {
   cat "$base_config"
   echo
   echo "# --- appended by serving/entrypoint.sh ---"
-  echo "inference_address=http://0.0.0.0:${port}"
+  echo "inference_address=http://${bind}:${port}"
   echo "management_address=${management}"
   echo "metrics_address=http://127.0.0.1:${metrics_port}"
   echo "grpc_inference_port=${grpc_inference_port}"
   echo "grpc_management_port=${grpc_management_port}"
   echo "model_store=${model_store}"
   echo "plugins_path=${plugins}"
-  echo "max_request_size=${max_request}"
+  echo "max_request_size=${front_end_max_request}"
   echo "max_response_size=${max_response}"
   echo "default_response_timeout=${router_timeout}"
   # New versions may be registered only from archives inside the model store.
@@ -98,6 +111,8 @@ export SEGSERVE_SAM2_MODELS="$sam2_models"
 export SEGSERVE_REQUIRED_MODELS="router,langsam,${sam2_models}"
 # A reply over max_response_size crashes the worker: the router refuses to build one.
 export SEGSERVE_MAX_RESPONSE_BYTES="$max_response"
+# ...and refuses a body over the limit with a clear 413.
+export SEGSERVE_MAX_REQUEST_BYTES="$max_request"
 # ...and starts no batch record it could not finish before its own timeout.
 export SEGSERVE_ROUTER_TIMEOUT_S="$router_timeout"
 # TorchServe writes its pid file to the temp dir and logs to ./logs: keep both in the run dir.

@@ -6,6 +6,7 @@ The fixtures that start things live in conftest.py; this module only talks to wh
 from __future__ import annotations
 
 import base64
+import ipaddress
 import io
 import json
 import os
@@ -125,6 +126,35 @@ class Serving:
                 os.killpg(self.entrypoint.pid, signal.SIGKILL)
                 self.entrypoint.wait(10)
         kill_process_groups(self.processes())
+
+
+# --- where it listens -----------------------------------------------------------------------------------------
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """A .properties file as TorchServe reads it: the last value of a key wins."""
+    values = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def listening_addresses(port: int) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The local addresses with a TCP socket listening on `port` (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, port_hex = local.partition(":")
+            if state != "0A" or int(port_hex, 16) != port:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(address)
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # per-word little-endian
+            ip = ipaddress.ip_address(raw)
+            found.add(ip.ipv4_mapped or ip if ip.version == 6 else ip)
+    return found
 
 
 # --- images -------------------------------------------------------------------------------------------------

@@ -1,17 +1,24 @@
 """Every error status a client can meet on a live endpoint, each with the documented body and no traceback.
 
 The body is `{"error": {"code", "message", "field"?, "request_id"?}}` whether the router or a model refused
-the request. The one exception is TorchServe's own 413 for a body over max_request_size, which never
-reaches Python. A refused request must never cost a worker: the worker pids are the same afterwards.
+the request. The one exception is TorchServe's own 413 for a body over twice the limit (its max_request_size),
+which never reaches Python. A refused request must never cost a worker: the worker pids are the same afterwards.
 """
 
 from __future__ import annotations
+
+import json
+import subprocess
+import urllib.error
+import urllib.request
 
 import pytest
 import requests
 
 from tests.conftest import make_scene
-from tests.integration.serving import assert_error, b64, check_segmentation, encode, ok_json
+from tests.integration.serving import (
+    assert_error, b64, check_error_object, check_segmentation, encode, ok_json,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -73,13 +80,57 @@ def test_413_for_an_image_over_max_pixels(server):
     assert "100,000" in error["message"]
 
 
-def test_413_from_torchserve_itself_for_a_body_over_max_request_size(server):
-    """7 MB > max_request_size (6,553,600): Netty refuses it before any handler runs, with an EMPTY body."""
-    body = b'{"action": "sam2", "image": "' + b"A" * 7_000_000 + b'"}'
+def _oversized(size: int) -> bytes:
+    return b'{"action": "sam2", "image": "' + b"A" * size + b'"}'
+
+
+def _curl(server, body: bytes, tmp_path) -> tuple[int, bytes]:
+    """curl --data-binary, as docs/API.md shows it (curl sends `Expect: 100-continue` for a body this big)."""
+    (tmp_path / "body.json").write_bytes(body)
+    result = subprocess.run(
+        ["curl", "-s", "-o", str(tmp_path / "answer"), "-w", "%{http_code}", "-X", "POST",
+         "-H", "Content-Type: application/json", "--data-binary", f"@{tmp_path / 'body.json'}",
+         server.inference + "/invocations"],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout), (tmp_path / "answer").read_bytes()
+
+
+def _urllib(server, body: bytes):
+    """Python's standard client: it sends `Connection: close`."""
+    request = urllib.request.Request(server.inference + "/invocations", data=body,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_413_that_says_why_for_a_body_a_little_over_the_limit_whatever_the_client(server, tmp_path):
+    """7 MB > the 6,553,600 byte limit: TorchServe takes it (its own limit is twice that) and the router refuses it."""
+    body = _oversized(7_000_000)
+    answers = {"requests": requests.post(server.inference + "/invocations", data=body, timeout=60,
+                                         headers={"Content-Type": "application/json"}),
+               "curl": _curl(server, body, tmp_path), "urllib": _urllib(server, body)}
+    error = assert_error(answers.pop("requests"), 413, "payload_too_large", "body")
+    assert "7,000,031 bytes, over this endpoint's 6,553,600 byte limit" in error["message"]
+    for client, (status, answer) in answers.items():
+        assert status == 413, client
+        check_error_object(json.loads(answer), "payload_too_large", "body")
+
+
+def test_a_body_over_twice_the_limit_gets_torchserves_empty_413_or_a_reset_upload(server, tmp_path):
+    """Over TorchServe's own max_request_size, Netty answers before reading the body: an EMPTY 413 to a client
+    that keeps the connection (requests, curl), a reset upload to one that sent `Connection: close` (urllib)."""
+    body = _oversized(14_000_000)
     reply = requests.post(server.inference + "/invocations", data=body, timeout=60,
                           headers={"Content-Type": "application/json"})
-    assert reply.status_code == 413
-    assert reply.content == b""  # not our error shape: this limit is TorchServe's (SageMaker's is 6 MB anyway)
+    assert (reply.status_code, reply.content) == (413, b"")
+    assert _curl(server, body, tmp_path) == (413, b"")
+    with pytest.raises(urllib.error.URLError) as reset:
+        _urllib(server, body)
+    assert isinstance(reset.value.reason, (ConnectionResetError, BrokenPipeError)), reset.value
     assert ok_json(server.invoke({"action": "ping"}))["status"] == "ready"
 
 

@@ -10,13 +10,12 @@ import signal
 import statistics
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.integration.conftest import ROUTER_WORKERS, build_store
-from tests.integration.serving import b64, check_segmentation, ok_json
+from tests.integration.serving import b64, check_segmentation, listening_addresses, ok_json, read_properties
 
 pytestmark = pytest.mark.integration
 
@@ -87,34 +86,8 @@ def test_a_new_sam2_version_serves_invocations_once_it_is_the_default(server, ti
 # --- where things listen, metrics, batch transform parameters -------------------------------------------------
 
 
-def _config(path: Path) -> dict[str, str]:
-    """A .properties file as TorchServe reads it: the last value of a key wins."""
-    values = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-    return values
-
-
-def _listening(port: int) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """The local addresses with a TCP socket listening on `port` (from /proc/net/tcp and tcp6)."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            address, _, port_hex = local.partition(":")
-            if state != "0A" or int(port_hex, 16) != port:  # 0A: LISTEN
-                continue
-            raw = bytes.fromhex(address)
-            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # per-word little-endian
-            ip = ipaddress.ip_address(raw)
-            found.add(ip.ipv4_mapped or ip if ip.version == 6 else ip)
-    return found
-
-
 def test_management_metrics_and_grpc_listen_on_loopback_only(server):
-    config = _config(server.run_dir / "config.properties")
+    config = read_properties(server.run_dir / "config.properties")
     ports = server.ports
     assert config["management_address"] == f"http://127.0.0.1:{ports['management']}"
     assert config["metrics_address"] == f"http://127.0.0.1:{ports['metrics']}"
@@ -123,8 +96,8 @@ def test_management_metrics_and_grpc_listen_on_loopback_only(server):
     assert config["disable_token_authorization"] == "true"
     loopback = {ipaddress.ip_address("127.0.0.1")}
     for name in ("management", "metrics", "grpc_inference", "grpc_management"):
-        assert _listening(ports[name]) == loopback, name
-    assert _listening(ports["inference"]) & {ipaddress.ip_address("0.0.0.0"), ipaddress.ip_address("::")}
+        assert listening_addresses(ports[name]) == loopback, name
+    assert listening_addresses(ports["inference"]) & {ipaddress.ip_address("0.0.0.0"), ipaddress.ip_address("::")}
 
 
 def _stage_times(server) -> dict[tuple[str, str], float]:

@@ -78,6 +78,16 @@ def test_a_worker_that_died_mid_request_is_503_model_restarting_never_out_of_mem
     assert error["request_id"] == "rid"
 
 
+def test_after_a_fault_the_next_request_looks_at_the_workers_again():
+    endpoint = Endpoint(Response(507, "application/json", WORKER_DIED_SIGKILL))
+    router = endpoint.router()
+    ask(router)
+    endpoint.descriptions["sam2"] = described("UNLOADING")  # TorchServe is restarting it
+    got, answer, _ = ask(router)
+    assert got == 503 and answer["error"]["code"] == "not_ready"
+    assert endpoint.described == ["sam2", "sam2"] and endpoint.forwarded == ["sam2"]
+
+
 def test_a_full_queue_is_503_overloaded_when_the_model_has_a_loaded_worker():
     endpoint = Endpoint(Response(503, "application/json", QUEUE_FULL))
     router = endpoint.router()

@@ -149,3 +149,14 @@ def test_a_batch_never_answers_more_than_the_response_limit():
     assert status == 200 and len(reply) <= 10_000 and len(out) == 6
     assert out[0]["action"] == "sam2" and out[-1]["error"]["status"] == 413
     assert len(models.calls) < 6  # records past the limit are not run
+
+
+def test_a_body_over_the_limit_is_a_413_that_says_why_and_is_not_forwarded():
+    models = FakeModels()
+    router = Router(models.forward, models.descriptions.get, {"sam2": "sam2"}, max_request_bytes=100)
+    assert call(router, b'{"action": "sam2", "pad": "' + b"x" * 60 + b'"}')[0] == 200
+    status, body, _ = call(router, b'{"action": "sam2", "pad": "' + b"x" * 80 + b'"}')
+    error = json.loads(body)["error"]
+    assert status == 413 and error["code"] == "payload_too_large" and error["field"] == "body"
+    assert "109 bytes, over this endpoint's 100 byte limit" in error["message"]
+    assert len(models.calls) == 1

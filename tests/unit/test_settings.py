@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 import yaml
@@ -23,6 +24,19 @@ def test_the_shipped_router_config_is_valid():
     with open("serving/model-config/router.yaml") as config:
         assert RouterSettings.from_config(yaml.safe_load(config)["handler"]).routes == {"langsam": "langsam",
                                                                                          "sam2": "sam2"}
+
+
+def test_the_router_has_more_workers_than_the_models_can_hold():
+    """Overload must be refused by the models' bounded queues (503 overloaded + Retry-After, from a free router
+    worker), never pile up in the router's own queue, whose overflow is TorchServe's bare 503."""
+    configs = {name: yaml.safe_load(Path(f"serving/model-config/{name}.yaml").read_text())
+               for name in ("router", "langsam", "sam2")}
+    held = 0
+    for model in RouterSettings.from_config(configs["router"]["handler"]).routes.values():
+        config = configs[model]
+        assert 1 <= config["jobQueueSize"] <= 8, model  # bounded: the last request waits this many services
+        held += config["maxWorkers"] + config["jobQueueSize"]
+    assert configs["router"]["minWorkers"] == configs["router"]["maxWorkers"] >= held + 1
 
 
 @pytest.mark.parametrize("section", [{"box_treshold": 0.3}, {"box_threshold": 3}, {"max_detections": 0},

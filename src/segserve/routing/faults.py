@@ -67,6 +67,10 @@ class WorkerStates:
             self._seen[model] = seen
         return seen[1]
 
+    def forget(self, model: str) -> None:
+        """After a fault the view is stale: the next `get` asks TorchServe again."""
+        self._seen.pop(model, None)
+
 
 def _workers(description: list | None) -> Workers | None:
     if not description:

@@ -41,6 +41,7 @@ class Router:
         forward: Forward,
         describe: Describe,
         routes: Mapping[str, str],
+        max_request_bytes: int | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         batch_seconds: float = float("inf"),
         default_attributes: str | None = None,
@@ -52,6 +53,9 @@ class Router:
         self.forward = forward
         self.describe = describe
         self.routes = dict(routes)  # action → model name
+        # The API's body limit. TorchServe's own (max_request_size) is set higher, so that a body a little over
+        # this gets a 413 that says why rather than TorchServe's empty one or a reset connection.
+        self.max_request_bytes = max_request_bytes
         self.max_response_bytes = max_response_bytes  # over TorchServe's max_response_size the worker dies
         self.batch_seconds = batch_seconds  # a batch must be answered within this (the router's own timeout)
         # For raw images sent without custom attributes: batch transform over a bucket cannot set any.
@@ -74,6 +78,11 @@ class Router:
         return _with_request_id(reply, request_id)
 
     def _route(self, body: bytes, media: str, content_type: str | None, headers: Mapping[str, str]) -> Reply:
+        if self.max_request_bytes is not None and len(body) > self.max_request_bytes:
+            raise PayloadTooLarge(
+                f"the body is {len(body):,} bytes, over this endpoint's {self.max_request_bytes:,} byte limit "
+                "(SageMaker real time allows 6 MB): send a smaller image, or the image by image_url or s3:// URL",
+                field="body")
         if media in JSON_LINES:
             sessions = session_request(headers, None)
             return self._with_session(Reply(200, self._batch(body), JSON_LINES[0]), sessions)
@@ -155,9 +164,11 @@ class Router:
         except TimeoutError as exc:
             raise TimedOut(f"model {model!r} did not answer in time; retry later") from exc
         except OSError as exc:
+            self.workers.forget(model)
             raise NotReady(f"model {model!r} did not answer ({exc.__class__.__name__}); "
                            f"retry after {self.retry_after.restart_s} s", self.retry_after.restart_s) from exc
         if response.status >= 400 and not _is_our_error(response.body):
+            self.workers.forget(model)
             error = torchserve_error(model, response, self.workers, self.retry_after)
             log.warning("model %s: TorchServe answered %s %r → %s", model, response.status,
                         response.body[:200], error.code)

@@ -14,10 +14,9 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ import yaml
 
 from tests.conftest import make_scene
 from tests.fake_llm import FakeLlm
-from tests.integration.serving import Serving, encode
+from tests.integration.serving import Serving, encode, http_server
 from tests.processes import free_port, processes_mentioning
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -96,14 +95,8 @@ def image_server(scene_png, scene_jpeg):
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield {"url": f"http://127.0.0.1:{server.server_address[1]}", "paths": requested}
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(Handler) as url:
+        yield {"url": url, "paths": requested}
 
 
 @pytest.fixture(scope="package")

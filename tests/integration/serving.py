@@ -6,6 +6,7 @@ The fixtures that start things live in conftest.py; this module only talks to wh
 from __future__ import annotations
 
 import base64
+import threading
 import ipaddress
 import io
 import json
@@ -13,7 +14,9 @@ import os
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +129,19 @@ class Serving:
                 os.killpg(self.entrypoint.pid, signal.SIGKILL)
                 self.entrypoint.wait(10)
         kill_process_groups(self.processes())
+
+
+@contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler]):
+    """A threading HTTP server on 127.0.0.1 while the block runs; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # --- where it listens -----------------------------------------------------------------------------------------

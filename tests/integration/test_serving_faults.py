@@ -19,7 +19,7 @@ import signal
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,9 @@ import requests
 import yaml
 
 from tests.integration.conftest import REPO_ROOT, VENV_BIN, clean_env
-from tests.integration.serving import Serving, assert_error, b64, listening_addresses, ok_json, read_properties
+from tests.integration.serving import (
+    Serving, assert_error, b64, http_server, listening_addresses, ok_json, read_properties,
+)
 from tests.processes import free_port, kill_process_groups
 
 pytestmark = pytest.mark.integration
@@ -108,14 +110,8 @@ def slow_origin():
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/slow.png"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_server(Handler) as url:
+        yield url + "/slow.png"
 
 
 # --- where `make serve` listens -----------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Optional LLM prompt refinement for langsam: free text → detector phrases, never failing a segmentation."""

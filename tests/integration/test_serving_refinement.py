@@ -11,14 +11,22 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import make_scene
 from tests.fake_llm import API_KEY, Reply
 from tests.integration.conftest import LLM_TIMEOUT_S
-from tests.integration.serving import b64, check_segmentation, ok_json
+from tests.integration.serving import b64, check_segmentation, encode, ok_json
 
 pytestmark = pytest.mark.integration
 
 EVERY_BOX = {"box_threshold": 0.0, "text_threshold": 0.0, "max_detections": 2}  # labels: the whole prompt
 NO_BOX = {"box_threshold": 1.0}
+
+
+@pytest.fixture(scope="module")
+def scene_png():
+    """This module's own picture (the scene's size, other noise): its encoding, cached by sam2, is no other
+    module's cache hit (the web UI tests expect their first click on the shared scene to run the encoder)."""
+    return encode(make_scene(240, 320, seed=7), "PNG")
 
 
 def langsam(server, scene_png, text: str, boxes: dict = NO_BOX, **fields) -> dict:

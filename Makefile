@@ -72,7 +72,7 @@ bench-stages: $(STAMP)  ## in-process per-stage CPU timings of the pipelines on 
 	$(PY) benchmarks/bench_pipelines.py --weights $(WEIGHTS_DIR)/full
 
 openapi: $(STAMP)  ## regenerate docs/openapi.yaml from the request schema, content types and error codes
-	$(PY) -m segserve.api.openapi > docs/openapi.yaml
+	$(PY) -m segserve.contract.openapi > docs/openapi.yaml
 
 FUZZ_REQUESTS ?= 5000
 

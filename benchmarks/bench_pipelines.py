@@ -19,8 +19,9 @@ import numpy as np
 import psutil
 import torch
 
-from segserve.errors import WeightsError
-from segserve.models.grounding_dino import DetectionParams, GroundingDinoDetector
+from segserve.contract.errors import WeightsError
+from segserve.contract.requests import DetectionParams
+from segserve.models.grounding_dino import GroundingDinoDetector
 from segserve.models.langsam_pipeline import LangSamPipeline
 from segserve.models.runtime import Runtime, StageTimer
 from segserve.models.sam2_pipeline import Sam2Pipeline, Sam2Prompt

@@ -135,7 +135,7 @@ def in_process_click(weights: Path, pixels: np.ndarray, size: tuple[int, int]):
     """The same click as the server's, decoded and its masks encoded in this process (P2's reference)."""
     import torch
 
-    from segserve.api.responses import mask_entry
+    from segserve.inference.answers import mask_entry
     from segserve.models.runtime import Runtime
     from segserve.models.sam2_pipeline import Sam2Pipeline, Sam2Prompt
     from segserve.weights.bundle import WeightsBundle

@@ -6,9 +6,9 @@ the boxes, over loopback, on the image's home sam2 model.
 
 import os
 
-from segserve.api.invocation import Invoker
-from segserve.api.sam2_client import Sam2Client
-from segserve.api.services import LangSamService
+from segserve.inference.invocation import Invoker
+from segserve.inference.sam2_client import Sam2Client
+from segserve.inference.services import LangSamService
 from segserve.models.grounding_dino import GroundingDinoDetector
 from segserve.models.warmup import warm_up_detector
 from segserve.routing.affinity import SAM2_MODELS_ENV, home_model, sam2_models

@@ -3,8 +3,8 @@
 The one owner of SAM2 and its embedding cache: the langsam model asks this one for its box masks.
 """
 
-from segserve.api.invocation import Invoker
-from segserve.api.services import Sam2Service
+from segserve.inference.invocation import Invoker
+from segserve.inference.services import Sam2Service
 from segserve.models.embedding_cache import embedding_cache
 from segserve.models.sam2_pipeline import Sam2Pipeline
 from segserve.models.warmup import warm_up_sam2

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from segserve.api.invocation import Reply, header
+from segserve.contract.wire import Reply, header
 from segserve.build_info import check_built_with
 from segserve.models.embedding_cache import CacheStats, EmbeddingCache
 from segserve.models.runtime import Runtime

@@ -10,13 +10,13 @@ import logging
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from segserve.errors import WeightsError
-from segserve.models.grounding_dino import DetectionParams
+from segserve.contract.errors import WeightsError
+from segserve.contract.requests import DetectionParams
 from segserve.media.image_fetch import FetchPolicy, is_public_address, is_unicast_outside_metadata, read_s3_object
 from segserve.media.image_loading import ImageLoader
 from segserve.media.images import DEFAULT_MAX_PIXELS
-from segserve.api.invocation import DEFAULT_MAX_RESPONSE_BYTES
-from segserve.api.schemas import MAX_DETECTIONS_LIMIT
+from segserve.contract.wire import DEFAULT_MAX_RESPONSE_BYTES
+from segserve.contract.requests import MAX_DETECTIONS_LIMIT
 from segserve.prompts.llm_endpoint import LlmEndpoint
 from segserve.prompts.refinement import NullRefiner, PromptCheck, PromptRefiner
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.transport.serialization import serialize_binary
 
-from segserve.api.invocation import IMAGE_TYPES, JSON_LINES
+from segserve.contract.wire import IMAGE_TYPES, JSON_LINES
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 # Every n-th segmentation body is made runnable: counted, not drawn, because hypothesis draws boundary values

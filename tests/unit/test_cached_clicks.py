@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from segserve.api.invocation import Invoker
-from segserve.api.sam2_client import Sam2Client
-from segserve.api.services import LangSamService, Sam2Service
+from segserve.inference.invocation import Invoker
+from segserve.inference.sam2_client import Sam2Client
+from segserve.inference.services import LangSamService, Sam2Service
 from segserve.media.image_loading import ImageLoader
 from segserve.models.embedding_cache import LruEmbeddingCache
 from tests.unit.test_invocation import png_bytes, sam2_model

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from segserve.api.invocation import parse_custom_attributes
-from segserve.api.responses import mask_entry
-from segserve.api.schemas import parse_request
+from segserve.contract.wire import parse_custom_attributes
+from segserve.inference.answers import mask_entry
+from segserve.contract.requests import parse_request
 from segserve.client import custom_attributes, langsam_request, sam2_request
 from segserve.client.mask_files import write_masks
 from segserve.media.masks import decode_mask_png
@@ -53,7 +53,8 @@ def test_masks_are_written_as_the_same_png_whatever_format_they_came_in(tmp_path
     mask = np.zeros((30, 40), bool)
     mask[5:20, 8:30] = True  # hole-free: polygons describe it exactly too
     answer = {"action": "sam2", "image": {"id": "i", "width": 40, "height": 30},
-              "masks": [mask_entry(mask, 0.9, mask_format), mask_entry(np.zeros((30, 40), bool), 0.1, mask_format)],
+              "masks": [mask_entry(mask, 0.9, mask_format).model_dump(),
+                        mask_entry(np.zeros((30, 40), bool), 0.1, mask_format).model_dump()],
               "overlay": base64.b64encode(b"\x89PNG overlay").decode()}
     files = write_masks(answer, tmp_path / mask_format, stem="m")
     assert [f.name for f in files] == ["m-0.png", "m-1.png", "m-overlay.png", "m.json"]

@@ -14,7 +14,7 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from segserve.errors import InvalidRequest, PayloadTooLarge, ServiceError
+from segserve.contract.errors import InvalidRequest, PayloadTooLarge, ServiceError
 from segserve.media.images import decode_base64_image, decode_image, encode_png
 from segserve.media.masks import (
     decode_mask_png, decode_rle, encode_mask_png, encode_rle, mask_bbox, mask_to_polygons,

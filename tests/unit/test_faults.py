@@ -12,9 +12,9 @@ import json
 
 import pytest
 
-from segserve.errors import ModelRestarting, NotReady, Overloaded
+from segserve.contract.errors import ModelRestarting, NotReady, Overloaded
 from segserve.routing.faults import RetryAfter, Workers, WorkerStates
-from segserve.routing.loopback import Response
+from segserve.contract.wire import Reply
 from segserve.routing.router import Router
 
 
@@ -44,7 +44,7 @@ class Endpoint:
     """A fake TorchServe behind the router: canned replies for sam2, a description per model, calls recorded."""
 
     def __init__(self, reply=None, sam2=("READY",)):
-        self.reply = reply or Response(200, "application/json", b'{"action": "sam2"}')
+        self.reply = reply or Reply(200, b'{"action": "sam2"}')
         self.descriptions = {"router": described("READY"), "sam2": described(*sam2) if sam2 is not None else None}
         self.forwarded, self.described = [], []
 
@@ -70,7 +70,7 @@ def ask(router: Router, body: bytes = b'{"action": "sam2"}', content_type: str =
 @pytest.mark.parametrize("body", [WORKER_DIED_SIGKILL, WORKER_DIED_OTHERWISE], ids=["sigkill-507", "exit-500"])
 def test_a_worker_that_died_mid_request_is_503_model_restarting_never_out_of_memory(body):
     status = json.loads(body)["code"]
-    got, answer, headers = ask(Endpoint(Response(status, "application/json", body)).router())
+    got, answer, headers = ask(Endpoint(Reply(status, body)).router())
     assert got == 503 and headers == {"Retry-After": "7"}
     error = answer["error"]
     assert error["code"] == "model_restarting" and error["retry_after_s"] == 7
@@ -79,7 +79,7 @@ def test_a_worker_that_died_mid_request_is_503_model_restarting_never_out_of_mem
 
 
 def test_after_a_fault_the_next_request_looks_at_the_workers_again():
-    endpoint = Endpoint(Response(507, "application/json", WORKER_DIED_SIGKILL))
+    endpoint = Endpoint(Reply(507, WORKER_DIED_SIGKILL))
     router = endpoint.router()
     ask(router)
     endpoint.descriptions["sam2"] = described("UNLOADING")  # TorchServe is restarting it
@@ -89,7 +89,7 @@ def test_after_a_fault_the_next_request_looks_at_the_workers_again():
 
 
 def test_a_full_queue_is_503_overloaded_when_the_model_has_a_loaded_worker():
-    endpoint = Endpoint(Response(503, "application/json", QUEUE_FULL))
+    endpoint = Endpoint(Reply(503, QUEUE_FULL))
     router = endpoint.router()
     got, answer, headers = ask(router)
     assert got == 503 and headers == {"Retry-After": "2"}
@@ -101,7 +101,7 @@ def test_a_full_queue_is_503_overloaded_when_the_model_has_a_loaded_worker():
 
 @pytest.mark.parametrize("workers", [(), ("UNLOADING",)], ids=["scaled-to-zero", "worker-not-loaded"])
 def test_the_same_503_is_not_ready_when_no_worker_is_loaded(workers):
-    endpoint = Endpoint(Response(503, "application/json", QUEUE_FULL))
+    endpoint = Endpoint(Reply(503, QUEUE_FULL))
     router = endpoint.router()
     router.workers.get("sam2")  # a view from before the worker went away: the request is forwarded
     endpoint.descriptions["sam2"] = described(*workers)
@@ -111,25 +111,25 @@ def test_the_same_503_is_not_ready_when_no_worker_is_loaded(workers):
 
 
 def test_an_unregistered_model_is_503_not_ready():
-    got, answer, headers = ask(Endpoint(Response(404, "application/json", NOT_FOUND), sam2=None).router())
+    got, answer, headers = ask(Endpoint(Reply(404, NOT_FOUND), sam2=None).router())
     assert got == 503 and headers == {"Retry-After": "7"}
     assert answer["error"]["code"] == "not_ready" and "not registered" in answer["error"]["message"]
 
 
 def test_a_real_out_of_memory_of_our_model_passes_through_as_507():
-    got, answer, headers = ask(Endpoint(Response(507, "application/json", OUR_OOM)).router())
+    got, answer, headers = ask(Endpoint(Reply(507, OUR_OOM)).router())
     assert got == 507 and headers == {}
     assert answer == {"error": {"code": "out_of_memory", "message": "out of memory: try a smaller image or fewer "
                                 "detections", "request_id": "rid"}}
 
 
 def test_torchserves_own_out_of_resources_is_507_out_of_memory():
-    got, answer, _ = ask(Endpoint(Response(507, "application/json", OUT_OF_RESOURCES)).router())
+    got, answer, _ = ask(Endpoint(Reply(507, OUT_OF_RESOURCES)).router())
     assert got == 507 and answer["error"]["code"] == "out_of_memory"
 
 
 def test_a_handler_that_raised_is_500_whatever_torchserve_says():
-    got, answer, headers = ask(Endpoint(Response(503, "application/json", PREDICTION_FAILED)).router())
+    got, answer, headers = ask(Endpoint(Reply(503, PREDICTION_FAILED)).router())
     assert got == 500 and headers == {} and answer["error"]["code"] == "internal_error"
 
 
@@ -155,7 +155,7 @@ def test_a_model_that_does_not_answer_in_time_is_504_and_one_that_refuses_connec
 
 
 def test_a_batch_line_carries_the_status_and_the_wait_in_its_error():
-    router = Endpoint(Response(507, "application/json", WORKER_DIED_SIGKILL)).router()
+    router = Endpoint(Reply(507, WORKER_DIED_SIGKILL)).router()
     got, body, headers = ask(router, b'{"action": "sam2"}\n', "application/jsonlines")
     (line,) = [json.loads(line) for line in body.splitlines()]
     assert got == 200 and headers == {}  # the batch itself was answered

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from segserve.errors import InvalidRequest
-from segserve.models.grounding_dino import DetectionParams, normalize_prompt
+from segserve.contract.errors import InvalidRequest
+from segserve.contract.requests import DetectionParams
+from segserve.models.grounding_dino import normalize_prompt
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from segserve.media import image_fetch
-from segserve.errors import ImageFetchFailed, InvalidRequest, PayloadTooLarge
+from segserve.contract.errors import ImageFetchFailed, InvalidRequest, PayloadTooLarge
 from segserve.media.image_fetch import DEFAULT_POLICY, FetchPolicy, fetch_image_bytes, is_public_address
 from tests.processes import free_port
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from segserve.errors import InvalidImage, PayloadTooLarge, ServiceError, UnsupportedMediaType
+from segserve.contract.errors import InvalidImage, PayloadTooLarge, ServiceError, UnsupportedMediaType
 from segserve.media.images import (
     DEFAULT_MAX_PIXELS,
     SUPPORTED_FORMATS,

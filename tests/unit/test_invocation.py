@@ -12,11 +12,12 @@ import torch
 from PIL import Image
 
 from segserve.media.image_loading import ImageLoader
-from segserve.api.invocation import Invoker, parse_custom_attributes
+from segserve.inference.invocation import Invoker
+from segserve.contract.wire import parse_custom_attributes
 from segserve.media.masks import decode_rle, encode_rle
-from segserve.api.sam2_client import Sam2Client
-from segserve.api.services import LangSamService, Sam2Service
-from segserve.routing.loopback import Response
+from segserve.inference.sam2_client import Sam2Client
+from segserve.inference.services import LangSamService, Sam2Service
+from segserve.contract.wire import Reply
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -30,8 +31,7 @@ def sam2_model(service: Sam2Service):
     invoker = Invoker([service], service.pipeline.runtime, model={"name": "sam2", "version": "1.0"})
 
     def post(model, body, headers):
-        reply = invoker(body, headers["Content-Type"], headers)
-        return Response(reply.status, reply.content_type, reply.body, dict(reply.headers))
+        return invoker(body, headers["Content-Type"], headers)
 
     return post
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segserve.models.grounding_dino import DetectionParams
+from segserve.contract.requests import DetectionParams
 from segserve.models.langsam_pipeline import LangSamPipeline
 from segserve.models.runtime import StageTimer
 from tests.unit.test_sam2_parity import PIXEL_TOLERANCE

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from segserve.errors import InvalidImage, InvalidRequest, PayloadTooLarge
+from segserve.contract.errors import InvalidImage, InvalidRequest, PayloadTooLarge
 from segserve.media.masks import (
     PALETTE,
     decode_mask_png,

@@ -16,20 +16,23 @@ from openapi_spec_validator import validate
 from schemathesis import GenerationMode
 from schemathesis.core.parameters import ParameterLocation
 
-from segserve import errors
-from segserve.api.invocation import IMAGE_TYPES, JSON, JSON_LINES
-from segserve.api.openapi import build_document, main, render
+from segserve.contract import errors
+from segserve.contract.wire import IMAGE_TYPES, JSON, JSON_LINES
+from segserve.contract.openapi import build_document, main, render
 from pydantic import TypeAdapter
 
-from segserve.api.schemas import LangSamRequest, PingRequest, Request, Sam2Request, parse_request
-from segserve.errors import InvalidRequest
+from segserve.contract.requests import LangSamRequest, PingRequest, Request, Sam2Request, Sam3Request, parse_request
+from segserve.contract.errors import InvalidRequest
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
-MODELS = {"LangSamRequest": LangSamRequest, "Sam2Request": Sam2Request, "PingRequest": PingRequest}
+MODELS = {"LangSamRequest": LangSamRequest, "Sam2Request": Sam2Request, "Sam3Request": Sam3Request,
+          "PingRequest": PingRequest}
 # What JSON Schema cannot say, so a body the document calls valid may still be refused for it (400).
 CROSS_FIELD_RULES = ("give exactly one of", "x and y go together", "give either x/y or points", "labels must have",
                      "labels without points", "box must be", "a sam2 request needs a prompt", "boxes go alone",
-                     "each of boxes must be")
+                     "each of boxes must be", "text_prompt/exemplar_boxes (every instance)", "a sam3 request needs",
+                     "multimask is for clicks", "text_prompt has", "only text_prompt or exemplar_boxes take",
+                     "exemplar_labels must have", "each of exemplar_boxes must be")
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +82,7 @@ def test_every_error_code_is_documented_with_its_status(document):
     kinds = [kind for kind in vars(errors).values()
              if isinstance(kind, type) and issubclass(kind, errors.ServiceError)]
     responses = document["paths"]["/invocations"]["post"]["responses"]
-    documented_codes = set(document["components"]["schemas"]["ErrorResponse"]["properties"]["error"]
-                           ["properties"]["code"]["enum"])
+    documented_codes = set(document["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["enum"])
     for kind in kinds:
         assert kind.code in documented_codes, kind
         codes = responses[str(kind.status)]["content"][JSON]["schema"]

@@ -9,9 +9,9 @@ from urllib.parse import quote
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from segserve.api.invocation import decode_json, parse_custom_attributes
-from segserve.api.schemas import ACTIONS, LangSamRequest, PingRequest, Sam2Request, parse_request
-from segserve.errors import InvalidRequest
+from segserve.contract.wire import decode_json, parse_custom_attributes
+from segserve.contract.requests import ACTIONS, LangSamRequest, PingRequest, Sam2Request, parse_request
+from segserve.contract.errors import InvalidRequest
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 REQUESTS = (LangSamRequest, Sam2Request, PingRequest)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from segserve.routing.loopback import Response
+from segserve.contract.wire import Reply
 from segserve.routing.router import Router
 
 READY = [{"workers": [{"status": "READY"}]}]
@@ -21,7 +21,7 @@ class FakeModels:
 
     def forward(self, model, body, headers):
         self.calls.append((model, body, headers))
-        reply = self.replies.get(model, Response(200, "application/json", b'{"action": "%s"}' % model.encode()))
+        reply = self.replies.get(model, Reply(200, b'{"action": "%s"}' % model.encode()))
         if isinstance(reply, Exception):
             raise reply
         return reply
@@ -80,7 +80,7 @@ def test_ping_is_503_while_a_model_has_no_ready_worker():
 
 
 def test_a_batch_answers_one_line_per_record_in_order():
-    models = FakeModels(replies={"langsam": Response(400, "application/json", b'{"error": {"code": "x", "message": "m"}}')})
+    models = FakeModels(replies={"langsam": Reply(400, b'{"error": {"code": "x", "message": "m"}}')})
     lines = [b'{"action": "sam2", "x": 1}', b"", b"not json", b'{"action": "langsam"}', b'{"action": "ping"}',
              b'{"action": "nope"}']
     status, body, content_type = call(models.router(), b"\n".join(lines) + b"\n", "application/jsonlines")
@@ -102,7 +102,7 @@ def test_a_model_that_does_not_answer_is_503():
 
 def test_model_errors_pass_through_with_the_clients_request_id():
     error = b'{"error": {"code": "invalid_image", "message": "corrupt", "field": "image", "request_id": "inner"}}'
-    models = FakeModels(replies={"sam2": Response(400, "application/json", error)})
+    models = FakeModels(replies={"sam2": Reply(400, error)})
     status, body, _ = call(models.router(), b'{"action": "sam2"}')
     assert status == 400 and json.loads(body) == {
         "error": {"code": "invalid_image", "message": "corrupt", "field": "image", "request_id": "rid"}
@@ -140,7 +140,7 @@ def test_a_batch_starts_no_record_it_could_not_finish_in_time():
 
 
 def test_a_batch_never_answers_more_than_the_response_limit():
-    big = Response(200, "application/json", b'{"action": "sam2", "pad": "' + b"x" * 3000 + b'"}')
+    big = Reply(200, b'{"action": "sam2", "pad": "' + b"x" * 3000 + b'"}')
     models = FakeModels(replies={"sam2": big})
     router = Router(models.forward, models.descriptions.get, {"sam2": "sam2"}, max_response_bytes=10_000)
     body = b"\n".join([b'{"action": "sam2"}'] * 6)

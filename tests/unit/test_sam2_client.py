@@ -7,17 +7,17 @@ import json
 import numpy as np
 import pytest
 
-from segserve.api.invocation import header
-from segserve.api.sam2_client import Sam2Client
-from segserve.api.schemas import parse_request
-from segserve.errors import ImageNotCached, NotReady, PayloadTooLarge, ServiceError
+from segserve.contract.wire import header
+from segserve.inference.sam2_client import Sam2Client
+from segserve.contract.requests import parse_request
+from segserve.contract.errors import ImageNotCached, NotReady, PayloadTooLarge, ServiceError
 from segserve.media.image_loading import LoadedImage
 from segserve.models.runtime import Runtime, StageTimer
-from segserve.routing.loopback import Response
+from segserve.contract.wire import Reply
 
 REQUEST = parse_request({"action": "langsam", "image_id": "abc", "text_prompt": "cat", "mask_format": "png"})
 IMAGE = LoadedImage(np.zeros((4, 6, 3), np.uint8), "abc", b"\x89PNG-bytes-as-received")
-NOT_FOUND = Response(404, "application/json", b'{"error": {"code": "not_found", "message": "m", "field": "image_id"}}')
+NOT_FOUND = Reply(404, b'{"error": {"code": "not_found", "message": "m", "field": "image_id"}}')
 ANSWER = {"action": "sam2", "image": {"id": "abc", "width": 6, "height": 4}, "cache": "miss", "masks": [],
           "timings_ms": {"load_image": 1.5, "sam2_image_encoder": 900.0, "total": 902.0},
           "model": {"name": "sam2", "version": "1.0"}}
@@ -36,8 +36,8 @@ class ScriptedSam2:
         return reply
 
 
-def ok(body: dict) -> Response:
-    return Response(200, "application/json", json.dumps(body).encode())
+def ok(body: dict) -> Reply:
+    return Reply(200, json.dumps(body).encode())
 
 
 def test_a_hit_by_id_is_one_small_request_to_the_images_home():
@@ -48,7 +48,7 @@ def test_a_hit_by_id_is_one_small_request_to_the_images_home():
     assert model == "home-of-abc" and headers == {"Content-Type": "application/json"}
     assert json.loads(body) == {"action": "sam2", "image_id": "abc", "boxes": [[0, 0, 2, 2]], "mask_format": "png",
                                 "return_images": []}
-    assert answer["cache"] == "hit" and "model" not in answer and "timings_ms" not in answer
+    assert answer.cache == "hit" and not {"model", "timings_ms"} & answer.model_fields_set
     assert timer.stages == {"sam2_mask_decoder": 40.0}
 
 
@@ -60,7 +60,7 @@ def test_a_miss_sends_the_image_as_received_with_the_boxes_in_its_attributes():
     assert body == IMAGE.source and headers["Content-Type"] == "application/x-image"
     assert header(headers, "X-Amzn-SageMaker-Custom-Attributes") == (
         "action=sam2;boxes=[[0.5,0,2,2.5]];mask_format=png;return_images=[]")
-    assert answer["cache"] == "miss"
+    assert answer.cache == "miss"
     # sam2's stages become langsam's, its image decode named apart from langsam's own
     assert timer.stages == {"sam2_load_image": 1.5, "sam2_image_encoder": 900.0}
 
@@ -71,7 +71,7 @@ def test_an_image_by_id_that_sam2_does_not_hold_is_not_cached():
 
 
 def test_sam2_unreachable_or_not_ready_is_503_with_a_retry_after():
-    for failure in (ConnectionRefusedError(), Response(503, "application/json", b'{"code": 503, "type": "x"}')):
+    for failure in (ConnectionRefusedError(), Reply(503, b'{"code": 503, "type": "x"}')):
         client = Sam2Client(ScriptedSam2(failure), lambda image_id: "sam2")
         with pytest.raises(NotReady) as raised:
             client.segment(IMAGE, [], REQUEST, StageTimer(Runtime.select("cpu")))
@@ -79,7 +79,7 @@ def test_sam2_unreachable_or_not_ready_is_503_with_a_retry_after():
 
 
 def test_sam2s_own_errors_keep_their_status_code_and_message():
-    error = Response(413, "application/json", b'{"error": {"code": "payload_too_large", "message": "too big"}}')
+    error = Reply(413, b'{"error": {"code": "payload_too_large", "message": "too big"}}')
     with pytest.raises(ServiceError) as raised:
         Sam2Client(ScriptedSam2(error), lambda image_id: "sam2").segment(IMAGE, [], REQUEST,
                                                                          StageTimer(Runtime.select("cpu")))
@@ -87,7 +87,7 @@ def test_sam2s_own_errors_keep_their_status_code_and_message():
 
 
 def test_an_image_too_large_to_fetch_by_id_asks_for_the_image_itself():
-    too_big = Response(413, "application/json", b'{"error": {"code": "payload_too_large", "message": "6.5 MB"}}')
+    too_big = Reply(413, b'{"error": {"code": "payload_too_large", "message": "6.5 MB"}}')
     with pytest.raises(PayloadTooLarge, match="send the image itself") as raised:
         Sam2Client(ScriptedSam2(too_big), lambda image_id: "sam2").image("abc", StageTimer(Runtime.select("cpu")))
     assert raised.value.field == "image_id"

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from segserve.errors import InvalidRequest
+from segserve.contract.errors import InvalidRequest
 from segserve.models.sam2_pipeline import Sam2Prompt
 
 

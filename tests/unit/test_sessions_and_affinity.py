@@ -13,7 +13,7 @@ from segserve.media.image_loading import ImageLoader, image_id_of
 from segserve.media.images import decode_image
 from segserve.routing.affinity import ImageHomes, home_model, sam2_models
 from segserve.routing.router import Router
-from segserve.routing.sessions import Session, session_request
+from segserve.contract.sessions import Session, session_request
 from tests.unit.test_invocation import png_bytes
 from tests.unit.test_routing import READY, FakeModels, call
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from segserve.errors import WeightsError
+from segserve.contract.errors import WeightsError
 from segserve.settings import ModelSettings, RouterSettings
 
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
@@ -61,8 +61,8 @@ def test_private_image_urls_are_refused_by_default_and_metadata_always(metadata)
 
 
 def test_model_config_detection_defaults_fill_only_what_a_request_leaves_out():
-    from segserve.api.schemas import parse_request
-    from segserve.models.grounding_dino import DetectionParams
+    from segserve.contract.requests import parse_request
+    from segserve.contract.requests import DetectionParams
 
     defaults = ModelSettings(box_threshold=0.5, max_detections=7, refine_prompt=True).detection_params()
     assert defaults == DetectionParams(box_threshold=0.5, text_threshold=0.25, max_detections=7, refine_prompt=True)

@@ -89,7 +89,7 @@ def test_compile_is_not_applied_on_the_cpu(tiny_bundle, caplog):
 
 
 def test_warm_up_leaves_the_services_cache_untouched(sam2_pipeline):
-    from segserve.api.services import Sam2Service
+    from segserve.inference.services import Sam2Service
     from segserve.media.image_loading import ImageLoader
     from segserve.models.embedding_cache import LruEmbeddingCache
 

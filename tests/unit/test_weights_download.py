@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from segserve.errors import WeightsError
+from segserve.contract.errors import WeightsError
 from segserve.weights import official
 from segserve.weights.bundle import MANIFEST, WeightsBundle
 from segserve.weights.download import HASH_LOCK, download_file, fetch_official, use_local_files

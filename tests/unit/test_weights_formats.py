@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from segserve.errors import WeightsError
+from segserve.contract.errors import WeightsError
 from segserve.models.grounding_dino import GroundingDinoDetector
 from segserve.models.runtime import Runtime
 from segserve.models.sam2_pipeline import Sam2Pipeline

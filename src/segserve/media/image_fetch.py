@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple
 from urllib.parse import SplitResult, urljoin, urlsplit
 
-from segserve.errors import ImageFetchFailed, InvalidRequest, PayloadTooLarge
+from segserve.contract.errors import ImageFetchFailed, InvalidRequest, PayloadTooLarge
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

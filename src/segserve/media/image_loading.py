@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from segserve.errors import ImageNotCached
+from segserve.contract.errors import ImageNotCached
 from segserve.media.image_fetch import DEFAULT_POLICY, FetchPolicy, fetch_image_bytes
 from segserve.media.images import DEFAULT_MAX_PIXELS, decode_base64, decode_image
-from segserve.api.schemas import ImageRequest
+from segserve.contract.requests import ImageRequest
 
 
 def image_id_of(pixels: np.ndarray) -> str:

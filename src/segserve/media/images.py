@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from segserve.errors import InvalidImage, PayloadTooLarge, UnsupportedMediaType
+from segserve.contract.errors import InvalidImage, PayloadTooLarge, UnsupportedMediaType
 
 SUPPORTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 # Below Pillow's own decompression-bomb limit (~89 MP), so this is the limit clients normally meet.

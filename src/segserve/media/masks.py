@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as coco_mask
 
-from segserve.errors import InvalidRequest, PayloadTooLarge
+from segserve.contract.errors import InvalidRequest, PayloadTooLarge
 from segserve.media.images import DEFAULT_MAX_PIXELS, decode_image, encode_png
 
 # matplotlib's tab10 without its grey, which disappears on photographs; RGB.

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segserve.errors import InvalidRequest, WeightsError
+from segserve.contract.errors import InvalidRequest, WeightsError
 from segserve.models.runtime import Runtime, StageTimer
 from segserve.weights.bundle import WeightsBundle
 

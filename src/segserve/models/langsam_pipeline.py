@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segserve.models.grounding_dino import Detection, DetectionParams, GroundingDinoDetector
+from segserve.contract.requests import DetectionParams
+from segserve.models.grounding_dino import Detection, GroundingDinoDetector
 from segserve.media.masks import mask_bbox
 from segserve.models.runtime import Runtime, StageTimer
 from segserve.models.sam2_pipeline import ImageEmbedding, Sam2Pipeline

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segserve.errors import InvalidRequest, WeightsError
+from segserve.contract.errors import InvalidRequest, WeightsError
 from segserve.media.masks import mask_bbox
 from segserve.models.mask_upscaling import upscale_masks
 from segserve.models.runtime import Runtime, StageTimer

@@ -10,18 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from segserve.contract.responses import NOT_CONFIGURED
 from segserve.models.runtime import StageTimer
 
 USED_AS_SENT = "the text prompt was used as sent"
-# Why a refinement fell back, as `warnings[].code` in answers (stable: clients branch on them).
-NOT_CONFIGURED = "refine_prompt_not_configured"  # no key (none set, or its secret unreadable)
-TIMEOUT = "refine_prompt_timeout"
-UNREACHABLE = "refine_prompt_unreachable"
-KEY_REFUSED = "refine_prompt_key_refused"  # 401/403
-SERVER_ERROR = "refine_prompt_server_error"  # any other error status
-MALFORMED_OUTPUT = "refine_prompt_malformed_output"
-INTERNAL_ERROR = "refine_prompt_internal_error"
-WARNING_CODES = (NOT_CONFIGURED, TIMEOUT, UNREACHABLE, KEY_REFUSED, SERVER_ERROR, MALFORMED_OUTPUT, INTERNAL_ERROR)
 
 
 @dataclass(frozen=True)

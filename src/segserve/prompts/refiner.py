@@ -19,10 +19,8 @@ import openai
 from segserve.models.runtime import StageTimer
 from segserve.prompts.cache import RefinementCache
 from segserve.prompts.phrases import INSTRUCTIONS, RESPONSE_FORMAT, DetectorPhrases, MalformedOutput, parse_phrases
-from segserve.prompts.refinement import (
-    INTERNAL_ERROR, KEY_REFUSED, MALFORMED_OUTPUT, SERVER_ERROR, TIMEOUT, UNREACHABLE, USED_AS_SENT, PromptCheck,
-    PromptRefinement, RefinementWarning,
-)
+from segserve.contract.responses import INTERNAL_ERROR, KEY_REFUSED, MALFORMED_OUTPUT, SERVER_ERROR, TIMEOUT, UNREACHABLE
+from segserve.prompts.refinement import USED_AS_SENT, PromptCheck, PromptRefinement, RefinementWarning
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from segserve.api.schemas import parse_request
+from segserve.contract.requests import parse_request
 from segserve.media.image_loading import ImageLoader
 
 SAM2_MODELS_ENV = "SEGSERVE_SAM2_MODELS"

@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from segserve.errors import ModelRestarting, NotReady, OutOfMemory, Overloaded, PayloadTooLarge, ServiceError
-from segserve.routing.loopback import Response
+from segserve.contract.errors import ModelRestarting, NotReady, OutOfMemory, Overloaded, PayloadTooLarge, ServiceError
+from segserve.contract.wire import Reply
 
 WORKER_DIED = "Worker died."
 NO_WORKER = "has no worker to serve inference request"
@@ -85,7 +85,7 @@ def no_ready_worker(model: str, workers: Workers, retry: RetryAfter) -> NotReady
                     f"retry after {retry.restart_s} s", retry.restart_s)
 
 
-def torchserve_error(model: str, response: Response, states: WorkerStates, retry: RetryAfter) -> ServiceError:
+def torchserve_error(model: str, response: Reply, states: WorkerStates, retry: RetryAfter) -> ServiceError:
     """A TorchServe error (not in our error shape) for a request forwarded to `model`, as the client's error."""
     message = _message(response.body)
     if WORKER_DIED in message:

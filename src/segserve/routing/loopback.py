@@ -9,18 +9,10 @@ it while idle); never after a timeout, which may mean the model is still working
 from __future__ import annotations
 
 import http.client
-import json
 import socket
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    content_type: str
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)  # names lower-cased
+from segserve.contract.wire import Reply
 
 
 class LoopbackClient:
@@ -30,7 +22,7 @@ class LoopbackClient:
         self.timeout = timeout
         self._connection: http.client.HTTPConnection | None = None
 
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> Response:
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> Reply:
         reused = self._connection is not None
         try:
             return self._send(method, path, body, headers or {})
@@ -45,17 +37,14 @@ class LoopbackClient:
 
     def get_json(self, path: str) -> tuple[int, object]:
         response = self.request("GET", path)
-        try:
-            return response.status, json.loads(response.body)
-        except ValueError:
-            return response.status, None
+        return response.status, response.json()
 
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
 
-    def _send(self, method: str, path: str, body: bytes | None, headers: dict) -> Response:
+    def _send(self, method: str, path: str, body: bytes | None, headers: dict) -> Reply:
         if self._connection is None:
             self._connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             self._connection.connect()
@@ -65,5 +54,5 @@ class LoopbackClient:
         data = reply.read()
         if reply.will_close:
             self.close()
-        headers = {name.lower(): value for name, value in reply.getheaders()}
-        return Response(reply.status, reply.getheader("Content-Type", ""), data, headers)
+        headers = {name.lower(): value for name, value in reply.getheaders()}  # names lower-cased
+        return Reply(reply.status, data, reply.getheader("Content-Type", ""), headers)

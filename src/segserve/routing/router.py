@@ -16,23 +16,21 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from segserve.errors import InvalidRequest, NotReady, PayloadTooLarge, ServiceError, TimedOut, UnsupportedMediaType
-from segserve.api.invocation import (
-    CUSTOM_ATTRIBUTES, DEFAULT_MAX_RESPONSE_BYTES, IMAGE_TYPES, JSON, JSON_LINES, Reply, decode_json, dump_json,
-    error_body, header, media_type, parse_custom_attributes,
+from segserve.contract.errors import InvalidRequest, NotReady, PayloadTooLarge, ServiceError, TimedOut
+from segserve.contract.requests import ACTIONS, parse_request
+from segserve.contract.sessions import CLOSED_SESSION_HEADER, NEW_SESSION_HEADER, Session, SessionRequest, session_request
+from segserve.contract.wire import (
+    CUSTOM_ATTRIBUTES, CUSTOM_ATTRIBUTES_HEADER, DEFAULT_MAX_RESPONSE_BYTES, JSON, JSON_LINES, Reply, decode_body, dump_json, error_body, header,
 )
 from segserve.routing.affinity import ImageHomes
 from segserve.routing.faults import Describe, RetryAfter, WorkerStates, no_ready_worker, torchserve_error
-from segserve.routing.loopback import Response
-from segserve.routing.sessions import CLOSED_SESSION_HEADER, NEW_SESSION_HEADER, Session, SessionRequest, session_request
-from segserve.api.schemas import ACTIONS, parse_request
 
 log = logging.getLogger(__name__)
 
 _ERROR_LINE_ROOM = 320  # bytes kept free per record for a "not answered" error line
 
 # (model name, body, headers) → the model's response
-Forward = Callable[[str, bytes, dict], Response]
+Forward = Callable[[str, bytes, dict], Reply]
 
 
 class Router:
@@ -69,7 +67,7 @@ class Router:
         self, body: bytes, content_type: str | None, headers: Mapping[str, str], request_id: str | None = None
     ) -> Reply:
         try:
-            reply = self._route(body, media_type(content_type), content_type, headers)
+            reply = self._route(body, content_type, headers)
         except ServiceError as error:
             return Reply(error.status, error_body(error, request_id), headers=error.headers)
         except Exception:
@@ -77,33 +75,28 @@ class Router:
             return Reply(500, error_body(ServiceError("internal error in the router"), request_id))
         return _with_request_id(reply, request_id)
 
-    def _route(self, body: bytes, media: str, content_type: str | None, headers: Mapping[str, str]) -> Reply:
+    def _route(self, body: bytes, content_type: str | None, headers: Mapping[str, str]) -> Reply:
         if self.max_request_bytes is not None and len(body) > self.max_request_bytes:
             raise PayloadTooLarge(
                 f"the body is {len(body):,} bytes, over this endpoint's {self.max_request_bytes:,} byte limit "
                 "(SageMaker real time allows 6 MB): send a smaller image, or the image by image_url or s3:// URL",
                 field="body")
-        if media in JSON_LINES:
+        if not header(headers, CUSTOM_ATTRIBUTES) and self.default_attributes:
+            headers = {**headers, CUSTOM_ATTRIBUTES: self.default_attributes}
+        request = decode_body(body, content_type, headers)
+        if request.kind == "json_lines":
+            return self._with_session(Reply(200, self._batch(body), JSON_LINES[0]), session_request(headers, None))
+        if request.kind == "image":
             sessions = session_request(headers, None)
-            return self._with_session(Reply(200, self._batch(body), JSON_LINES[0]), sessions)
-        if media in IMAGE_TYPES:
-            attributes = header(headers, CUSTOM_ATTRIBUTES) or self.default_attributes or ""
-            sessions = session_request(headers, None)
-            payload = parse_custom_attributes(attributes)
-            if payload.get("action") == "ping":
+            if request.payload.get("action") == "ping":
                 return self._with_session(self.readiness(), sessions)
-            headers = {"Content-Type": content_type, "X-Amzn-SageMaker-Custom-Attributes": attributes}
-            return self._with_session(self._to_model(payload.get("action"), body, headers, payload, body), sessions)
-        if media == JSON or (media == "" and body[:1] == b"{"):
-            payload = decode_json(body)
-            sessions = session_request(headers, payload)
-            if sessions.control_only:
-                return self._session_answer(sessions)
-            return self._with_session(self._payload(payload, body), sessions)
-        raise UnsupportedMediaType(
-            f"content type {media or 'missing'!r} is not supported: use application/json, "
-            f"application/jsonlines or an image type with X-Amzn-SageMaker-Custom-Attributes"
-        )
+            forwarded = {"Content-Type": content_type, CUSTOM_ATTRIBUTES_HEADER: header(headers, CUSTOM_ATTRIBUTES) or ""}
+            reply = self._to_model(request.payload.get("action"), body, forwarded, request.payload, body)
+            return self._with_session(reply, sessions)
+        sessions = session_request(headers, request.payload)
+        if sessions.control_only:
+            return self._session_answer(sessions)
+        return self._with_session(self._payload(request.payload, body), sessions)
 
     def _payload(self, payload: object, body: bytes) -> Reply:
         """A decoded JSON request: ping is answered here, the rest goes on unchanged as `body`."""

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from segserve.errors import WeightsError
+from segserve.contract.errors import WeightsError
 
 MANIFEST = "manifest.json"
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from segserve.errors import WeightsError
+from segserve.contract.errors import WeightsError
 from segserve.weights.bundle import WeightsBundle
 
 EPILOG = """examples:

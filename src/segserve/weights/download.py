@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import requests
 from tqdm import tqdm
 
-from segserve.errors import WeightsError
+from segserve.contract.errors import WeightsError
 from segserve.weights import official
 from segserve.weights.bundle import WeightsBundle, sam2_config_for
 from segserve.weights.official import OfficialFile, OfficialHosts

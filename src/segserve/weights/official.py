@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from segserve.errors import WeightsError
+from segserve.contract.errors import WeightsError
 
 # SAM2.1 checkpoints exactly as Meta publishes them (facebookresearch/sam2, checkpoints/download_ckpts.sh).
 SAM2_SIZES = ("tiny", "small", "base_plus", "large")

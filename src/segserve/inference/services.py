@@ -1,38 +1,35 @@
-"""One service per action: a validated request in, a JSON-ready response body out.
+"""One service per action: a validated request in, a typed answer (segserve.contract.responses) out.
 
 A service owns its pipeline and image loader (built once per worker); it turns request fields into
-pipeline prompts and pipeline results into the documented response (docs/API.md).
+pipeline prompts and pipeline results into the documented answer (docs/API.md).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from segserve.errors import ImageNotCached, InvalidRequest
+from segserve.contract.errors import ImageNotCached, InvalidRequest
+from segserve.contract.requests import DetectionParams, ImageRequest, LangSamRequest, Sam2Request
+from segserve.contract.responses import ImageInfo, LangSamResponse, LangSamMask, PromptWarning, Sam2Response
 from segserve.media.image_loading import ImageLoader, LoadedImage
 from segserve.models.embedding_cache import CachedImage, EmbeddingCache, NullEmbeddingCache
-from segserve.models.grounding_dino import DetectionParams, GroundingDinoDetector
+from segserve.models.grounding_dino import GroundingDinoDetector
 from segserve.prompts.refinement import NullRefiner, PromptRefiner
 from segserve.media.masks import decode_rle
-from segserve.api.responses import mask_entry, renderings
-from segserve.api.sam2_client import Sam2Client
+from segserve.inference.answers import mask_entry, renderings
+from segserve.inference.sam2_client import Sam2Client
 from segserve.models.runtime import StageTimer
 from segserve.models.sam2_pipeline import Sam2Pipeline, Sam2Prompt, logits_from_mask
-from segserve.api.schemas import ImageRequest, LangSamRequest, Sam2Request
 
 
-def _body(action: str, request: ImageRequest, image_id: str, entry: CachedImage, hit: bool, masks: list,
-          entries: list, timer: StageTimer) -> dict:
-    body = {
-        "action": action,
-        "image": {"id": image_id, "width": entry.width, "height": entry.height},
-        "cache": "hit" if hit else "miss",  # "hit": the image encoder did not run
-        "masks": entries,
-    }
+def _sam2_answer(request: ImageRequest, image_id: str, entry: CachedImage, hit: bool, masks: list, entries: list,
+                 timer: StageTimer) -> Sam2Response:
+    images = {}
     if request.renderings:
         with timer.stage("render_images"):
-            body.update(renderings(entry.pixels, masks, request.renderings))
-    return body
+            images = renderings(entry.pixels, masks, request.renderings)
+    return Sam2Response(action="sam2", image=ImageInfo(id=image_id, width=entry.width, height=entry.height),
+                      cache="hit" if hit else "miss", masks=entries, **images)
 
 
 class Sam2Service:
@@ -45,14 +42,14 @@ class Sam2Service:
         self.loader = loader
         self.cache = cache or NullEmbeddingCache()
 
-    def run(self, request: Sam2Request, raw_image: bytes | None, timer: StageTimer) -> dict:
+    def run(self, request: Sam2Request, raw_image: bytes | None, timer: StageTimer) -> Sam2Response:
         image = None
         if request.image_id is None:
             with timer.stage("load_image"):
                 image = self.loader.load(request, raw_image)
         return self._answer(request, image, timer)
 
-    def _answer(self, request: Sam2Request, image: LoadedImage | None, timer: StageTimer) -> dict:
+    def _answer(self, request: Sam2Request, image: LoadedImage | None, timer: StageTimer) -> Sam2Response:
         """The answer for `image`, or for `request.image_id` from the cache when `image` is None."""
         image_id = image.image_id if image is not None else request.image_id
         entry = self.cache.get(image_id)
@@ -66,7 +63,7 @@ class Sam2Service:
             entry = CachedImage(self.pipeline.encode(pixels, timer), pixels)
             self.cache.put(image_id, entry)
         if prompt is None and not request.boxes:  # "boxes": [] only encodes and caches the image
-            return _body(self.action, request, image_id, entry, hit, [], [], timer)
+            return _sam2_answer(request, image_id, entry, hit, [], [], timer)
         if prompt is None:
             boxes = np.array(request.boxes, np.float32)
             prediction = self.pipeline.predict_boxes(entry.embedding, boxes, timer)
@@ -77,7 +74,7 @@ class Sam2Service:
         with timer.stage("encode_masks"):
             masks = [prediction.masks[i] for i in order]
             entries = [mask_entry(prediction.masks[i], prediction.scores[i], request.mask_format) for i in order]
-        return _body(self.action, request, image_id, entry, hit, masks, entries, timer)
+        return _sam2_answer(request, image_id, entry, hit, masks, entries, timer)
 
     @staticmethod
     def _prompt(request: Sam2Request, height: int, width: int) -> Sam2Prompt:
@@ -112,7 +109,7 @@ class LangSamService:
         self.defaults = defaults  # the model-config's, for fields a request leaves out
         self.refiner = refiner  # used when refine_prompt is true; falls back to the raw text with a warning
 
-    def run(self, request: LangSamRequest, raw_image: bytes | None, timer: StageTimer) -> dict:
+    def run(self, request: LangSamRequest, raw_image: bytes | None, timer: StageTimer) -> LangSamResponse:
         with timer.stage("load_image"):
             if request.image_id is not None:
                 image = self.sam2.image(request.image_id, timer)
@@ -126,19 +123,14 @@ class LangSamService:
         # 0.1 px is far below SAM2's resolution and keeps the boxes short enough for a header on a miss.
         boxes = [[round(v, 1) for v in detection.box] for detection in detections]
         answer = self.sam2.segment(image, boxes, request, timer)
-        answer["action"] = self.action
-        answer["masks"] = [
-            {
-                **entry,
-                "label": detection.label,
-                "detector_score": round(detection.score, 6),
-                "detector_box": [round(v, 2) for v in detection.box],
-            }
-            for entry, detection in zip(answer["masks"], detections)
+        masks = [
+            LangSamMask(**entry.model_dump(), label=detection.label, detector_score=round(detection.score, 6),
+                        detector_box=[round(v, 2) for v in detection.box])
+            for entry, detection in zip(answer.masks, detections)
         ]
-        answer["text_prompt"] = request.text_prompt
+        fields = answer.model_dump(exclude_unset=True, exclude={"action", "masks"})
         if prompt:
-            answer["refined_prompt"] = prompt.refined_prompt  # null when it fell back (see warnings)
+            fields["refined_prompt"] = prompt.refined_prompt  # null when it fell back (see warnings)
             if prompt.warnings:
-                answer["warnings"] = [warning.to_dict() for warning in prompt.warnings]
-        return answer
+                fields["warnings"] = [PromptWarning(code=w.code, message=w.message) for w in prompt.warnings]
+        return LangSamResponse(action="langsam", masks=masks, text_prompt=request.text_prompt, **fields)

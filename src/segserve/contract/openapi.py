@@ -1,12 +1,11 @@
 """The OpenAPI 3.1 document of the endpoint's HTTP contract, built from the code that enforces it.
 
-Request bodies come from the pydantic request schema (schemas.py), content types from invocation.py and
-error codes and statuses from errors.py, so none of them can drift from the document: docs/openapi.yaml is
-this module's output, and a unit test fails when the committed file differs from it. Answers are
-described here (the services build plain dicts); the live fuzz test checks real answers against them,
-with unknown fields refused, so an answer that grows a field fails until the field is documented.
+Request bodies come from the request models (requests.py), answers from the typed answer models that the
+services build (responses.py), content types from wire.py and error codes and statuses from errors.py, so none
+of them can drift from the document: docs/openapi.yaml is this module's output, and a unit test fails when the
+committed file differs from it. The live fuzz test checks real answers against it, unknown fields refused.
 
-    python -m segserve.api.openapi > docs/openapi.yaml        (make openapi)
+    python -m segserve.contract.openapi > docs/openapi.yaml        (make openapi)
 """
 
 from __future__ import annotations
@@ -17,19 +16,18 @@ import sys
 
 import yaml
 from pydantic import TypeAdapter
+from pydantic.json_schema import models_json_schema
 
-from segserve import errors
-from segserve.api.invocation import CUSTOM_ATTRIBUTES, IMAGE_TYPES, JSON, JSON_LINES
-from segserve.api.schemas import MAX_POINTS, RENDERINGS, Request
-from segserve.prompts.refinement import WARNING_CODES
-from segserve.routing.sessions import CLOSED_SESSION_HEADER, NEW_SESSION, NEW_SESSION_HEADER, SESSION_HEADER
+from segserve.contract import errors, responses
+from segserve.contract.requests import MAX_EXEMPLARS, MAX_PHRASES, MAX_POINTS, RENDERINGS, Request
+from segserve.contract.sessions import CLOSED_SESSION_HEADER, NEW_SESSION, NEW_SESSION_HEADER, SESSION_HEADER
+from segserve.contract.wire import CUSTOM_ATTRIBUTES_HEADER, IMAGE_TYPES, JSON, JSON_LINES
 
 SCHEMAS = "#/components/schemas/"
-# Header names as SageMaker spells them (the server matches them in any case).
-CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 
 FIELD_DESCRIPTIONS = {
-    "action": "What to do: `langsam` (text prompt), `sam2` (points/box), `ping` (readiness).",
+    "action": "What to do: `langsam` (text prompt), `sam2` (points/box), `sam3` (text or exemplar boxes → every "
+              "instance, or clicks), `ping` (readiness).",
     "image_url": "`http`, `https` or `s3://bucket/key`, fetched by the server: public addresses only, 20 MiB, "
                  "10 s, 3 redirects (docs/API.md §2.2).",
     "image": "The image file in base64 (standard or URL-safe, padding optional) or a `data:...;base64,` URL.",
@@ -37,10 +35,11 @@ FIELD_DESCRIPTIONS = {
                 "embedding cache; unknown or evicted → 404 (send the image again).",
     "mask_format": "How each mask is encoded: COCO RLE, a PNG, or COCO polygons.",
     "return_images": "Also return base64 PNGs: `true` for all of " + ", ".join(RENDERINGS) + ", or a list.",
-    "text_prompt": "What to find; separate several things with `.` (at most 256 tokens).",
+    "text_prompt": "What to find; separate several things with `.` (langsam: at most 256 tokens; sam3: at most "
+                   f"{MAX_PHRASES} phrases, each labels its detections).",
     "box_threshold": "Keep a detection when its best token score is above this.",
     "text_threshold": "Prompt words scoring above this make up a detection's label.",
-    "max_detections": "At most this many detections, the best by detector score. Integers are written "
+    "max_detections": "At most this many detections, the best by score. Integers are written "
                       "without a fraction (`38`, not `38.0`): JSON types are checked strictly.",
     "refine_prompt": "Turn the text into detector phrases with the endpoint's LLM first; when that fails the "
                      "text is used as sent and the answer carries `warnings` (never an error). Default: the "
@@ -54,6 +53,11 @@ FIELD_DESCRIPTIONS = {
              "alone, without other prompts. `[]`: only encode and cache the image.",
     "multimask": "`true`: 3 candidate masks; `false`: 1.",
     "mask_input": "A COCO RLE mask (`{\"size\": [h, w], \"counts\": ...}`) from an earlier answer, to refine.",
+    "exemplar_boxes": f"sam3: 1–{MAX_EXEMPLARS} example boxes `[x0, y0, x1, y1]` in pixels (x0 < x1, y0 < y1), "
+                      "inside the image: find every instance like (or, label 0, unlike) them.",
+    "exemplar_labels": "sam3: one per exemplar box, 1 = more like this, 0 = not this; default all 1.",
+    "score_threshold": "sam3: keep a detection when its score is above this.",
+    "mask_threshold": "sam3: a pixel is in a mask when its probability is above this.",
 }
 
 # Rules across fields that JSON Schema does not express here; the server answers 400 for each.
@@ -62,7 +66,10 @@ REQUEST_RULES = {
     "Sam2Request": "Exactly one of `image_url`, `image`, `image_id` (none for a raw image body). A prompt is "
                    "required: `x`/`y` (together), `points` with as many `labels`, `box`, `mask_input`, or `boxes` (alone); "
                    "not `x`/`y` and `points` together. Points and boxes must lie inside the image.",
-    "PingRequest": "Readiness of the router and both models, through the normal request path.",
+    "Sam3Request": "Exactly one of `image_url`, `image`, `image_id` (none for a raw image body). Concept mode: "
+                   "`text_prompt` and/or `exemplar_boxes` (with as many `exemplar_labels`), and the thresholds; or "
+                   "click mode: sam2's `x`/`y`, `points`, `box`, `mask_input`, `multimask` and rules. Not both modes.",
+    "PingRequest": "Readiness of the router and every model, through the normal request path.",
 }
 
 
@@ -72,9 +79,10 @@ def build_document() -> dict:
         "info": {
             "title": "segserve",
             "version": "1",
-            "summary": "Text-prompted (Lang-SAM) and point-prompted (SAM2) segmentation on one SageMaker endpoint.",
-            "description": "Generated by `make openapi` from src/segserve (schemas.py, invocation.py, errors.py); "
-                           "do not edit by hand. docs/API.md explains every field with examples.",
+            "summary": "Text-prompted (Lang-SAM, SAM 3) and point-prompted (SAM2, SAM 3) segmentation on one "
+                       "SageMaker endpoint.",
+            "description": "Generated by `make openapi` from src/segserve/contract (requests.py, responses.py, "
+                           "wire.py, errors.py); do not edit by hand. docs/API.md explains every field with examples.",
         },
         "servers": [{"url": "http://127.0.0.1:8080", "description": "`make serve` (SageMaker: port 8080 behind "
                                                                      "InvokeEndpoint)"}],
@@ -83,7 +91,7 @@ def build_document() -> dict:
             "/ping": {"get": _ping()},
             "/execution-parameters": {"get": _execution_parameters()},
         },
-        "components": {"schemas": {**_request_schemas(), **_answer_schemas(), **_error_schemas()}},
+        "components": {"schemas": {**_request_schemas(), **_answer_schemas()}},
     }
 
 
@@ -116,7 +124,7 @@ def _invocations() -> dict:
     }
     return {
         "operationId": "invoke",
-        "summary": "Segment an image (langsam, sam2) or ask for readiness (ping); JSON Lines for batches.",
+        "summary": "Segment an image (langsam, sam2, sam3) or ask for readiness (ping); JSON Lines for batches.",
         "description": "The Content-Type chooses how the body is read (its parameters and case are ignored); "
                        "a body without one is read as JSON when it starts with `{`. Any other type → 415.",
         "parameters": [{
@@ -148,10 +156,10 @@ def _invocations() -> dict:
 
 
 def _invocation_responses() -> dict:
-    answer = {"oneOf": [{"$ref": SCHEMAS + name} for name in ("LangSamResponse", "Sam2Response", "ReadinessResponse")]}
+    answer = {"oneOf": [{"$ref": SCHEMAS + kind.__name__} for kind in responses.Response.__args__]}
     batch = {"type": "string", "description": "One JSON line per non-empty input line, in order: an answer or a "
                                               "`BatchErrorLine`. Always 200."}
-    responses = {"200": {"description": "The answer (`ReadinessResponse` for `ping`).",
+    statuses = {"200": {"description": "The answer (`ReadinessResponse` for `ping`).",
                          "content": {JSON: {"schema": answer}, **{m: {"schema": batch} for m in JSON_LINES[:1]}}}}
     for status, codes in sorted(_codes_by_status().items()):
         # The error shape, with only this status's codes.
@@ -168,8 +176,8 @@ def _invocation_responses() -> dict:
                 "schema": {"type": "integer", "minimum": 1}}}
         if status == 413:
             response["description"] += "; TorchServe itself answers an EMPTY 413 for a body over its request limit"
-        responses[str(status)] = response
-    return responses
+        statuses[str(status)] = response
+    return statuses
 
 
 def _ping() -> dict:
@@ -194,73 +202,32 @@ def _execution_parameters() -> dict:
     }
 
 
-def _closed(properties: dict, required: list[str] | None = None, description: str | None = None) -> dict:
-    """An object schema that refuses unknown keys: a new answer field must be documented here first."""
-    schema = {"type": "object", "properties": properties, "required": required or list(properties),
-              "additionalProperties": False}
-    return {"description": description, **schema} if description else schema
+ANSWERS = (responses.LangSamResponse, responses.Sam2Response, responses.Sam3Response, responses.ReadinessResponse,
+           responses.HealthResponse, responses.ExecutionParameters, responses.ErrorResponse, responses.BatchErrorLine)
+ALWAYS_SENT = ("timings_ms",)  # defaults in the models (the Invoker fills them in), present in every answer
 
 
 def _answer_schemas() -> dict:
-    number, integer, text = {"type": "number"}, {"type": "integer"}, {"type": "string"}
-    box = {"type": "array", "items": number, "minItems": 4, "maxItems": 4}
-    mask_fields = {
-        "score": {**number, "description": "SAM2's predicted IoU."},
-        "box": {"oneOf": [{**box, "items": integer}, {"type": "null"}],
-                "description": "Tight box of the mask on pixel edges (x1, y1 exclusive); null when empty."},
-        "area": {**integer, "minimum": 0},
-        "mask": {"oneOf": [{"$ref": SCHEMAS + name} for name in ("RleMask", "PngMask", "PolygonsMask")]},
-    }
-    langsam_fields = {"label": text, "detector_score": {**number, "minimum": 0, "maximum": 1},
-                      "detector_box": box}
-    common = {
-        "image": {"$ref": SCHEMAS + "ImageInfo"},
-        "cache": {"enum": ["hit", "miss"],
-                  "description": "`hit`: the SAM2 image encoding came from the cache (the encoder did not run)."},
-        "timings_ms": {"type": "object", "additionalProperties": number,
-                       "description": "Milliseconds per stage that ran, and `total`."},
-        "model": _closed({"name": text, "version": {"type": ["string", "null"]}}),
-        **{name: {**text, "description": "base64 PNG (with `return_images`)"} for name in RENDERINGS},
-    }
-    required = ["action", "image", "cache", "masks", "timings_ms"]
-    model_state = _closed({"registered": {"type": "boolean"}, "workers": integer, "ready_workers": integer})
-    return {
-        "ImageInfo": _closed({"id": {**text, "description": "Content hash of the decoded pixels."},
-                              "width": integer, "height": integer}),
-        "RleMask": _closed({"format": {"const": "rle"}, "size": {"type": "array", "items": integer,
-                                                                 "minItems": 2, "maxItems": 2},
-                            "counts": text}, description="COCO compressed RLE; `size` is [height, width]."),
-        "PngMask": _closed({"format": {"const": "png"}, "data": text}, description="base64 8-bit PNG, 255 inside."),
-        "PolygonsMask": _closed({"format": {"const": "polygons"},
-                                 "polygons": {"type": "array", "items": {"type": "array", "items": number}}},
-                                description="COCO polygons on pixel edges, outer contours only."),
-        "Sam2Mask": _closed(mask_fields),
-        "LangSamMask": _closed({**mask_fields, **langsam_fields}),
-        "Sam2Response": _closed(
-            {"action": {"const": "sam2"}, "masks": {"type": "array", "items": {"$ref": SCHEMAS + "Sam2Mask"}},
-             **common}, required),
-        "LangSamResponse": _closed(
-            {"action": {"const": "langsam"}, "masks": {"type": "array", "items": {"$ref": SCHEMAS + "LangSamMask"}},
-             "text_prompt": {**text, "description": "As sent."},
-             "refined_prompt": {"type": ["string", "null"],
-                                "description": "With `refine_prompt`: the LLM's phrases as given to the detector; "
-                                               "null when refinement fell back (see `warnings`)."},
-             "warnings": {"type": "array", "items": {"$ref": SCHEMAS + "Warning"}, "minItems": 1,
-                          "description": "Present when something fell back; the answer is still complete."},
-             **common}, [*required, "text_prompt"]),
-        "Warning": _closed({"code": {"enum": list(WARNING_CODES)}, "message": {**text, "minLength": 1}}),
-        "ReadinessResponse": _closed(
-            {"action": {"const": "ping"}, "status": {"enum": ["ready", "not_ready"]},
-             "models": {"type": "object", "additionalProperties": model_state}},
-            description="200 with `ready` when every model has a READY worker, else 503 with `not_ready`."),
-        "HealthResponse": _closed(
-            {"status": {"enum": ["Healthy", "Unhealthy"]},
-             "models": {"type": "object", "additionalProperties": model_state},
-             "error": {**text, "description": "Why the check itself failed."}}, ["status", "models"]),
-        "ExecutionParameters": _closed({"MaxConcurrentTransforms": {**integer, "minimum": 1},
-                                        "BatchStrategy": {"enum": ["MULTI_RECORD", "SINGLE_RECORD"]},
-                                        "MaxPayloadInMB": {**integer, "minimum": 1}}),
-    }
+    _, document = models_json_schema([(kind, "serialization") for kind in ANSWERS], ref_template=SCHEMAS + "{model}")
+    schemas = {name: _without_titles(schema) for name, schema in document["$defs"].items()}
+    for schema in schemas.values():
+        present = [name for name in ALWAYS_SENT if name in schema.get("properties", {})]
+        if present:
+            schema["required"] = [*schema.get("required", []), *present]
+    every_code = sorted({kind.code for kind in _service_errors()})
+    for name in ("ErrorDetail", "BatchErrorDetail"):
+        schemas[name]["properties"]["code"]["enum"] = every_code
+    return schemas
+
+
+def _without_titles(schema: object) -> object:
+    """pydantic's generated titles repeat the names; the document keeps descriptions only."""
+    if isinstance(schema, dict):
+        return {key: _without_titles(value) for key, value in schema.items()
+                if not (key == "title" and isinstance(value, str))}
+    if isinstance(schema, list):
+        return [_without_titles(value) for value in schema]
+    return schema
 
 
 # --- errors -------------------------------------------------------------------------------------------------
@@ -283,31 +250,13 @@ def _codes_by_status() -> dict[int, list[str]]:
     return {status: sorted(names) for status, names in codes.items()}
 
 
-def _error_schemas() -> dict:
-    every_code = sorted({kind.code for kind in _service_errors()})
-    error = {
-        "code": {"enum": every_code, "description": "Stable and machine-readable: branch on it."},
-        "message": {"type": "string", "minLength": 1, "description": "Safe to show; never a traceback."},
-        "field": {"type": "string", "description": "The request field at fault, dotted when nested."},
-        "request_id": {"type": "string", "description": "The server log's id of the request."},
-        "retry_after_s": {"type": "integer", "minimum": 1,
-                          "description": "Every 503: seconds to wait before retrying (also the Retry-After header)."},
-    }
-    return {
-        "ErrorResponse": _closed({"error": _closed(error, ["code", "message"])}),
-        "BatchErrorLine": _closed({"error": _closed({**error, "status": {"type": "integer"}},
-                                                    ["code", "message", "status"])},
-                                  description="A JSON Lines record that failed, with the status it would have had."),
-    }
-
-
 def render(document: dict) -> str:
     # Through JSON first: shared sub-schemas become copies, so the YAML has no anchors or aliases.
     return yaml.safe_dump(json.loads(json.dumps(document)), sort_keys=False, allow_unicode=True, width=120)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m segserve.api.openapi", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m segserve.contract.openapi", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", metavar="FILE", help="exit 1 if FILE differs from the generated document")
     args = parser.parse_args(argv)
     text = render(build_document())

@@ -12,16 +12,17 @@ import base64
 import json
 from collections.abc import Callable
 
-from segserve.api.invocation import CUSTOM_ATTRIBUTES, JSON, dump_json
-from segserve.api.schemas import ImageRequest
-from segserve.errors import ImageNotCached, InvalidRequest, NotReady, PayloadTooLarge, ServiceError
+from segserve.contract.wire import CUSTOM_ATTRIBUTES, JSON, dump_json
+from segserve.contract.requests import ImageRequest
+from segserve.contract.responses import Sam2Response
+from segserve.contract.errors import ImageNotCached, InvalidRequest, NotReady, PayloadTooLarge, ServiceError
 from segserve.media.image_loading import LoadedImage
 from segserve.media.images import decode_image, encode_png
 from segserve.models.runtime import StageTimer
-from segserve.routing.loopback import Response
+from segserve.contract.wire import Reply
 
 # (model name, body, headers) → the model's response: LoopbackClient in production, an Invoker in unit tests
-Post = Callable[[str, bytes, dict], Response]
+Post = Callable[[str, bytes, dict], Reply]
 # TorchServe's HTTP codec refuses request headers over 8 KiB; the boxes travel in one of them on a miss.
 _MAX_ATTRIBUTES = 7500
 _RETRY_AFTER_S = 5  # the sam2 model (re)starting: TorchServe retries a worker after 1, 1, 2, 3, 5... s
@@ -44,11 +45,10 @@ class Sam2Client:
                                   "answer of the sam2 model): send the image itself", "image_id") from None
         if answer is None:
             raise ImageNotCached(image_id)
-        png = base64.b64decode(answer["original"])
-        return LoadedImage(decode_image(png, max_pixels=answer["image"]["width"] * answer["image"]["height"]),
-                           image_id, png)
+        png = base64.b64decode(answer.original)
+        return LoadedImage(decode_image(png, max_pixels=answer.image.width * answer.image.height), image_id, png)
 
-    def segment(self, image: LoadedImage, boxes: list[list[float]], request: ImageRequest, timer: StageTimer) -> dict:
+    def segment(self, image: LoadedImage, boxes: list[list[float]], request: ImageRequest, timer: StageTimer) -> Sam2Response:
         """The sam2 answer for one mask per box (in box order), its stage timings added to `timer`."""
         options = {"mask_format": request.mask_format, "return_images": list(request.renderings)}
         answer = self._json(image.image_id, {"boxes": boxes, **options}, timer)
@@ -62,7 +62,7 @@ class Sam2Client:
         response = self._post(image.image_id, image.source or encode_png(image.pixels), headers)
         return self._answer(response, timer)
 
-    def _json(self, image_id: str, fields: dict, timer: StageTimer) -> dict | None:
+    def _json(self, image_id: str, fields: dict, timer: StageTimer) -> Sam2Response | None:
         """The sam2 answer by image_id, or None when the sam2 model does not hold the image."""
         body = dump_json({"action": "sam2", "image_id": image_id, **fields})
         response = self._post(image_id, body, {"Content-Type": JSON})
@@ -70,7 +70,7 @@ class Sam2Client:
             return None
         return self._answer(response, timer)
 
-    def _post(self, image_id: str, body: bytes, headers: dict) -> Response:
+    def _post(self, image_id: str, body: bytes, headers: dict) -> Reply:
         model = self.model_for(image_id)
         try:
             return self.post(model, body, headers)
@@ -79,7 +79,7 @@ class Sam2Client:
                            _RETRY_AFTER_S) from exc
 
     @staticmethod
-    def _answer(response: Response, timer: StageTimer) -> dict:
+    def _answer(response: Reply, timer: StageTimer) -> Sam2Response:
         if response.status != 200:
             raise _as_service_error(response)
         answer = json.loads(response.body)
@@ -88,7 +88,7 @@ class Sam2Client:
             if stage != "total":  # sam2's load_image decodes the image langsam sent: not langsam's own
                 name = "sam2_load_image" if stage == "load_image" else stage
                 timer.stages[name] = timer.stages.get(name, 0.0) + ms
-        return answer
+        return Sam2Response.model_validate(answer)
 
 
 def _attribute(value) -> str:
@@ -96,7 +96,7 @@ def _attribute(value) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
-def _error(response: Response) -> dict:
+def _error(response: Reply) -> dict:
     try:
         error = json.loads(response.body).get("error")
     except (ValueError, AttributeError):
@@ -104,7 +104,7 @@ def _error(response: Response) -> dict:
     return error if isinstance(error, dict) else {}
 
 
-def _as_service_error(response: Response) -> ServiceError:
+def _as_service_error(response: Reply) -> ServiceError:
     """sam2's own error (its status, code and message) for langsam's client, or TorchServe's as not ready."""
     error = _error(response)
     if not error:

@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from segserve.api.invocation import header
-from segserve.errors import InvalidRequest
+from segserve.contract.wire import header
+from segserve.contract.errors import InvalidRequest
 
 SESSION_HEADER = "X-Amzn-SageMaker-Session-Id"
 NEW_SESSION_HEADER = "X-Amzn-SageMaker-New-Session-Id"

@@ -1,1 +1,0 @@
-"""The HTTP contract of a model worker: the request schema, the error boundary, one service per action."""

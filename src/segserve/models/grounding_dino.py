@@ -15,27 +15,9 @@ import numpy as np
 import torch
 
 from segserve.contract.errors import InvalidRequest, WeightsError
+from segserve.contract.requests import DetectionParams
 from segserve.models.runtime import Runtime, StageTimer
 from segserve.weights.bundle import WeightsBundle
-
-
-@dataclass(frozen=True)
-class DetectionParams:
-    """Which boxes are kept: detector score above `box_threshold`, labelled by the prompt tokens above
-    `text_threshold`, the best `max_detections` of them. The defaults are Lang-SAM's (and the cap ours).
-    `refine_prompt`: the text is first turned into detector phrases by an LLM (segserve.prompts); the
-    detector itself is given the prompt that results."""
-
-    box_threshold: float = 0.3
-    text_threshold: float = 0.25
-    max_detections: int = 50
-    refine_prompt: bool = False
-
-    def __post_init__(self):
-        if not (0.0 <= self.box_threshold <= 1.0 and 0.0 <= self.text_threshold <= 1.0):
-            raise ValueError(f"thresholds must lie in [0, 1]: {self}")
-        if self.max_detections < 1:
-            raise ValueError(f"max_detections must be at least 1: {self}")
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,14 @@
 #   docker build -t segserve:0.1.0 --build-arg VCS_REF="$(git rev-parse HEAD)" .
 #
 # The image holds code only. The models come from SageMaker's ModelDataUrl, unpacked read-only into /opt/ml/model:
-#   make model-store WEIGHTS=official               # model_store/{router,langsam,sam2}: no-archive model folders
+#   make model-store WEIGHTS=official               # model_store/{router,langsam,sam2[,sam3]}: no-archive model folders
 #   tar --mode=a+rX --owner=0 --group=0 -czf model.tar.gz -C model_store .   # the folders at the archive's root
 #   aws s3 cp model.tar.gz s3://BUCKET/segserve/model.tar.gz     # → the Model's ModelDataUrl
 # --mode=a+rX (GNU tar) because the container runs as uid 10001: transformers' save_pretrained writes
 # model.safetensors 0600, and a file only its owner may read stops langsam from ever loading (/ping stays 503).
 # (A ModelDataSource with CompressionType=None on an S3 prefix of the same folders skips the unpacking.)
 # SageMaker starts it as `docker run IMAGE serve`; serving/entrypoint.sh then runs TorchServe on port 8080
-# (or SAGEMAKER_BIND_TO_PORT) and /ping turns 200 once router, langsam and sam2 have a loaded worker.
+# (or SAGEMAKER_BIND_TO_PORT) and /ping turns 200 once router, langsam, sam2 (and sam3, if deployed) have a loaded worker.
 #
 # Locally, with the model store built above:
 #   docker run --rm --gpus all -p 8080:8080 -v "$PWD/model_store:/opt/ml/model:ro" segserve:0.1.0

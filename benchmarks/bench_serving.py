@@ -13,8 +13,10 @@ shared machine hits all of them alike: compare the ratios, not the milliseconds.
     P4  p50 first click on a langsam answer's image_id / p50 cached click               goal <= 1.2
     P5  seconds from the entrypoint's start to /ping 200                                goal <= 30 s
     P6  p50 langsam with 5 detections / with 1 detection, same image                    goal <= 1.3
+    S1–S3  SAM 3's, when the weights have it (benchmarks/bench_sam3.py)
 
-The last line printed is `bench: P1=<ratio>x P2=<ratio> P3=<ratio> P4=<ratio> P5=<seconds>s P6=<ratio>`.
+The last line printed is `bench: P1=<ratio>x P2=<ratio> P3=<ratio> P4=<ratio> P5=<seconds>s P6=<ratio>`
+(then S1=… S2=… S3=… with SAM 3).
 Progress goes to stderr, the report to stdout.
 """
 
@@ -40,9 +42,11 @@ sys.path.insert(0, str(REPO))  # tests/ and benchmarks/ are plain folders of the
 
 from bench_pipelines import cpu_model, synthetic_scene  # noqa: E402
 from bench_batching import measure_batching  # noqa: E402
+from bench_sam3 import sam3_rounds  # noqa: E402
 from bench_report import Sample, print_report  # noqa: E402
 from tests.integration.conftest import build_store, start_entrypoint  # noqa: E402
 from tests.integration.serving import b64  # noqa: E402
+from segserve.weights.bundle import WeightsBundle  # noqa: E402
 
 SMALL, LARGE = (1024, 768), (4000, 3000)  # width, height: a web image and a 12-megapixel phone photo
 TEXT_PROMPT = "a dog. black jeans"
@@ -66,6 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="rounds of the click variants (default: 5)")
     parser.add_argument("--langsam-rounds", type=int, default=2,
                         help="rounds of the langsam variants, 3 GroundingDINO passes each (default: 2)")
+    parser.add_argument("--sam3-rounds", type=int, default=3,
+                        help="rounds of the sam3 variants, one SAM 3 encode each (default: 3; 0 skips them)")
     parser.add_argument("--no-batching", dest="batching", action="store_false",
                         help="skip the TorchServe batching comparison (batchSize 1 vs 4, concurrent clicks)")
     parser.add_argument("--work-dir", type=Path, default=REPO / "build" / "bench",
@@ -225,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
         client = Client(serving.inference)
         samples, cached = click_rounds(args, client, progress)
         samples.update(langsam_rounds(args, client, cached, progress))
+        if args.sam3_rounds and WeightsBundle.load(args.weights).sam3_dir is not None:
+            samples.update(sam3_rounds(args.sam3_rounds, client, scene, jpeg, b64, SMALL, progress))
         batching = measure_batching(serving, jpeg(scene(SMALL, 3000)), click({}, SMALL), progress) \
             if args.batching else None
     finally:

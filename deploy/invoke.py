@@ -1,4 +1,4 @@
-"""`segserve-deploy invoke`: call an endpoint's langsam, sam2 or ping action and print the JSON answer, or write
+"""`segserve-deploy invoke`: call an endpoint's langsam, sam2, sam3 or ping action and print the JSON answer, or write
 the masks as PNG files (--out). The client is segserve.client, the one the UI's Lambda and the tests use.
 
 Against `make serve` on this machine: start `segserve-runtime-standin` and set
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from deploy.aws import DeployError, session
 from segserve.client import EndpointError, EndpointUnreachable, SegmentationClient, runtime_client
-from segserve.client.payloads import langsam_request, ping_request, sam2_request
+from segserve.client.payloads import langsam_request, ping_request, sam2_request, sam3_request
 
 EPILOG = """examples:
   segserve-deploy invoke --name segserve --action ping
@@ -22,6 +22,9 @@ EPILOG = """examples:
   segserve-deploy invoke --name segserve --action sam2 --image s3://bucket/photo.jpg --x 200 --y 150 --single-mask
   segserve-deploy invoke --name segserve --action sam2 --image photo.jpg --point 200,150 --negative 420,300
   segserve-deploy invoke --name segserve --action sam2 --image-id ID_FROM_AN_ANSWER --box 10,20,200,220
+  segserve-deploy invoke --name segserve --action sam3 --image photo.jpg --text "yellow school bus" --out masks/
+  segserve-deploy invoke --name segserve --action sam3 --image-id ID --exemplar 10,20,200,220 --not-like 300,40,380,90
+  segserve-deploy invoke --name segserve --action sam3 --image-id ID --x 200 --y 150   # a click, SAM 3's tracker
   segserve-deploy invoke --name segserve-async --action langsam --image photo.jpg --text cat \\
       --async --input-location s3://bucket/async/in/0001.json --wait
 """
@@ -29,17 +32,21 @@ EPILOG = """examples:
 
 def register(commands, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
-        "invoke", parents=[common], help="call the endpoint (langsam, sam2, ping); print JSON or write mask PNGs",
+        "invoke", parents=[common], help="call the endpoint (langsam, sam2, sam3, ping); print JSON or write mask PNGs",
         description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--name", required=True, help="the endpoint name (as given to `up`)")
-    parser.add_argument("--action", required=True, choices=("langsam", "sam2", "ping"))
-    image = parser.add_argument_group("the image (langsam, sam2): one of")
+    parser.add_argument("--action", required=True, choices=("langsam", "sam2", "sam3", "ping"))
+    image = parser.add_argument_group("the image (langsam, sam2, sam3): one of")
     image.add_argument("--image", metavar="PATH|URL", help="a local file, or an http(s):// or s3:// URL")
     image.add_argument("--image-id", metavar="ID", help="image.id of an earlier answer (the endpoint's cache)")
     prompts = parser.add_argument_group("prompts")
-    prompts.add_argument("--text", help="langsam: what to find, e.g. 'black jeans. white shirt'")
-    prompts.add_argument("--x", type=float, help="sam2: one positive point (with --y)")
+    prompts.add_argument("--text", help="langsam, sam3: what to find, e.g. 'black jeans. white shirt'")
+    prompts.add_argument("--exemplar", action="append", type=_numbers(4), default=[], metavar="X0,Y0,X1,Y1",
+                         help="sam3: an example box, 'more like this' (repeatable)")
+    prompts.add_argument("--not-like", action="append", type=_numbers(4), default=[], metavar="X0,Y0,X1,Y1",
+                         help="sam3: a negative example box, 'not this' (repeatable)")
+    prompts.add_argument("--x", type=float, help="sam2, sam3: one positive point (with --y)")
     prompts.add_argument("--y", type=float)
     prompts.add_argument("--point", action="append", type=_numbers(2), default=[], metavar="X,Y",
                          help="sam2: a positive point (repeatable)")
@@ -48,7 +55,8 @@ def register(commands, common: argparse.ArgumentParser) -> None:
     prompts.add_argument("--box", type=_numbers(4), metavar="X0,Y0,X1,Y1", help="sam2: a box prompt")
     options = parser.add_argument_group("options")
     options.add_argument("--single-mask", action="store_true", help="sam2: one mask instead of three candidates")
-    options.add_argument("--max-detections", type=int, metavar="N", help="langsam: at most this many objects")
+    options.add_argument("--max-detections", type=int, metavar="N", help="langsam, sam3: at most this many objects")
+    options.add_argument("--score-threshold", type=float, metavar="T", help="sam3: detection score threshold")
     options.add_argument("--box-threshold", type=float, metavar="T", help="langsam: detector box score threshold")
     options.add_argument("--text-threshold", type=float, metavar="T", help="langsam: detector text score threshold")
     options.add_argument("--mask-format", choices=("rle", "png", "polygons"), help="default rle")
@@ -111,6 +119,14 @@ def build_request(args: argparse.Namespace) -> dict:
                                    box_threshold=args.box_threshold, text_threshold=args.text_threshold, **common)
         points = args.point + args.negative
         labels = [1] * len(args.point) + [0] * len(args.negative)
+        if args.action == "sam3":
+            exemplars = args.exemplar + args.not_like
+            return sam3_request(
+                _image(args), args.image_id, text_prompt=args.text, exemplar_boxes=exemplars or None,
+                exemplar_labels=[1] * len(args.exemplar) + [0] * len(args.not_like) if exemplars else None,
+                x=args.x, y=args.y, points=points or None, labels=labels or None, box=args.box,
+                multimask=False if args.single_mask else None, max_detections=args.max_detections,
+                score_threshold=args.score_threshold, **common)
         return sam2_request(_image(args), args.image_id, x=args.x, y=args.y, points=points or None,
                             labels=labels or None, box=args.box, multimask=False if args.single_mask else None,
                             **common)

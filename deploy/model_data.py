@@ -19,6 +19,7 @@ from segserve.build_info import ModelStoreMismatch, check_built_with
 from deploy.naming import model_data_key
 
 MODELS = ("router", "langsam", "sam2")  # serving/entrypoint.sh refuses to start without each of them
+OPTIONAL_MODELS = ("sam3",)  # served when the store has it (weights with SAM 3)
 _SKIPPED = {"__pycache__", ".DS_Store"}
 
 
@@ -46,7 +47,7 @@ def check_model_store(folder: Path) -> None:
     if missing:
         raise DeployError(f"{folder} is not a model store: no {', '.join(missing)} folder "
                           "(build one with `make model-store WEIGHTS=official`)")
-    for model in MODELS:  # the handlers refuse a store of another version, but only after a 10-minute start
+    for model in models_in(folder):  # the handlers refuse a store of another version, but only after a 10-minute start
         try:
             check_built_with(folder / model, model)
         except ModelStoreMismatch as exc:
@@ -54,13 +55,19 @@ def check_model_store(folder: Path) -> None:
                               "installed version)") from exc
 
 
+def models_in(folder: Path) -> tuple[str, ...]:
+    """The models a store holds: the required ones and those optional ones it has."""
+    return MODELS + tuple(model for model in OPTIONAL_MODELS if (folder / model).is_dir())
+
+
 def pack(folder: Path, archive: Path) -> None:
-    files = [path for model in MODELS for path in sorted((folder / model).rglob("*"))
+    models = models_in(folder)
+    files = [path for model in models for path in sorted((folder / model).rglob("*"))
              if not _SKIPPED.intersection(path.relative_to(folder).parts)]
     total = sum(path.stat().st_size for path in files if path.is_file())
     with tarfile.open(archive, "w:gz", compresslevel=6) as tar, \
             tqdm(total=total, unit="B", unit_scale=True, desc="packing model.tar.gz") as progress:
-        for model in MODELS:
+        for model in models:
             tar.add(folder / model, arcname=model, recursive=False, filter=_readable_by_all)
         for path in files:
             tar.add(path.resolve(), arcname=str(path.relative_to(folder)), recursive=False, filter=_readable_by_all)

@@ -2,7 +2,7 @@
 
 import os
 
-from segserve.routing.affinity import SAM2_MODELS_ENV, ImageHomes, sam2_models
+from segserve.routing.affinity import SAM2_MODELS_ENV, SAM3_MODELS_ENV, ImageHomes, model_names, sam2_models
 from segserve.routing.faults import RetryAfter
 from segserve.routing.loopback import LoopbackClient
 from segserve.routing.router import Router
@@ -20,10 +20,16 @@ class RouterHandler:
         )
         self.management = LoopbackClient(os.environ.get("SEGSERVE_MANAGEMENT_URL", "http://127.0.0.1:8081"), 5.0)
         # sam2, or its single-worker replicas sam2-0..N-1 (SEGSERVE_WORKERS_SAM2 > 1): each image to its home one.
-        replicas = sam2_models(os.environ.get(SAM2_MODELS_ENV) or config.routes.get("sam2"))
-        homes = ImageHomes("sam2", replicas, config.image_loader())
+        loader = config.image_loader()
+        homes = [ImageHomes("sam2", sam2_models(os.environ.get(SAM2_MODELS_ENV) or config.routes.get("sam2")), loader)]
+        routes = dict(config.routes)
+        sam3 = model_names(os.environ.get(SAM3_MODELS_ENV))
+        if sam3:
+            homes.append(ImageHomes("sam3", sam3, loader))
+        else:
+            routes.pop("sam3", None)  # answered with 400 not_deployed
         self.route = Router(
-            self._forward, self._describe, config.routes,
+            self._forward, self._describe, routes,
             max_request_bytes=int(os.environ.get("SEGSERVE_MAX_REQUEST_BYTES", "6553600")),
             max_response_bytes=int(os.environ.get("SEGSERVE_MAX_RESPONSE_BYTES", "6553600")),
             # A batch must be answered a little before TorchServe's timeout for the router would kill it.

@@ -1,4 +1,5 @@
-"""Build the TorchServe model store: router, langsam and sam2, each an unpacked (no-archive) model folder.
+"""Build the TorchServe model store: router, langsam, sam2 and (weights permitting) sam3, each an unpacked
+(no-archive) model folder.
 
     python serving/build_model_store.py --weights weights/tiny --model-store model_store
 
@@ -24,7 +25,7 @@ from segserve.build_info import installed_version, write_build_info
 from segserve.weights.bundle import WeightsBundle
 
 REPO = Path(__file__).resolve().parent.parent
-MODELS = ("router", "langsam", "sam2")
+MODELS = ("router", "langsam", "sam2", "sam3")
 STAMP = ".segserve-build.json"
 
 
@@ -36,6 +37,10 @@ def stage_weights(model: str, bundle: WeightsBundle, stage: Path) -> None:
         grounding_dino = weights / "grounding-dino"
         shutil.copytree(bundle.grounding_dino_dir, grounding_dino, copy_function=_link)
         WeightsBundle(bundle.variant, None, None, grounding_dino).write(weights)
+    elif model == "sam3":
+        sam3 = weights / "sam3"
+        shutil.copytree(bundle.sam3_dir, sam3, copy_function=_link)
+        WeightsBundle(bundle.variant, None, None, None, sam3).write(weights)
     else:
         checkpoint = _link(bundle.sam2_checkpoint, weights / bundle.sam2_checkpoint.name)
         WeightsBundle(bundle.variant, checkpoint, bundle.sam2_config, None).write(weights)
@@ -109,18 +114,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", default="1.0", help="model version written into each archive")
     parser.add_argument("--model-config", type=Path, default=REPO / "serving" / "model-config",
                         help="folder of <model>.yaml files (default: serving/model-config)")
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ",".join(MODELS))
+    parser.add_argument("--models", help="comma-separated subset of " + ",".join(MODELS) +
+                        " (default: all that the weights have)")
     parser.add_argument("--force", action="store_true", help="rebuild even when nothing changed")
     parser.add_argument("--mar", action="store_true",
                         help="write <model>.mar files instead of folders: a new version to register through "
                              "the management API (TorchServe unpacks it once, at registration)")
     args = parser.parse_args(argv)
     args.model_store.mkdir(parents=True, exist_ok=True)
-    WeightsBundle.load(args.weights)  # fail before building anything if the weights are not there
-    built = []
-    for model in tqdm(args.models.split(","), desc="archiving", unit="model"):
+    bundle = WeightsBundle.load(args.weights)  # fail before building anything if the weights are not there
+    models = args.models.split(",") if args.models else [m for m in MODELS if m != "sam3" or bundle.sam3_dir]
+    for model in models:
         if model not in MODELS:
             parser.error(f"unknown model {model!r}")
+    if "sam3" in models and bundle.sam3_dir is None:
+        parser.error(f"{args.weights} has no SAM 3 (see `segserve-weights prepare --help`)")
+    if bundle.sam3_dir is None and (args.model_store / "sam3").exists():
+        shutil.rmtree(args.model_store / "sam3")
+        print(f"model store {args.model_store}: removed sam3 (these weights have no SAM 3)")
+    built = []
+    for model in tqdm(models, desc="archiving", unit="model"):
         if build(model, args.weights, args.model_store, args.model_config, args.version, args.force, args.mar):
             built.append(model)
     print(f"model store {args.model_store}: built {', '.join(built) or 'nothing (up to date)'}")

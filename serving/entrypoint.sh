@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The container's entrypoint (`docker run IMAGE serve`, as SageMaker starts it) and `make serve`'s.
 #
-# Starts TorchServe in the foreground with the router as its single startup model, registers langsam
-# and sam2 once the management API answers, and stops everything on SIGTERM/SIGINT (SageMaker sends
-# SIGTERM, then SIGKILL 30 s later). /ping stays 503 until all three models have a loaded worker.
+# Starts TorchServe in the foreground with the router as its single startup model, registers langsam,
+# sam2 and (when the model store has it) sam3 once the management API answers, and stops everything on
+# SIGTERM/SIGINT (SageMaker sends SIGTERM, then SIGKILL 30 s later). /ping stays 503 until every one of
+# these models has a loaded worker.
 #
 # Environment (defaults are the container's):
 #   SEGSERVE_MODEL_STORE   model store folder                  (/opt/ml/model)
@@ -18,6 +19,8 @@
 #   SEGSERVE_WORKERS_LANGSAM   langsam workers (1)
 #   SEGSERVE_WORKERS_SAM2      sam2 workers (1). Each has its own embedding cache, so N > 1 registers N
 #                              single-worker models sam2-0..N-1 and each image goes to its home one by id
+#   SEGSERVE_WORKERS_SAM3      sam3 workers (1), the same way (sam3-0..N-1); sam3 is served only when the
+#                              model store has it (weights with SAM 3: build_model_store.py)
 #   SAGEMAKER_BATCH, SAGEMAKER_MAX_PAYLOAD_IN_MB               batch transform: raise the request limit
 #   SEGSERVE_BATCH_TIMEOUT_S   the router's timeout in batch mode (600; match InvocationsTimeoutInSeconds)
 #   SEGSERVE_UI_DIR        the web UI's folder, served at /ui/   (unset: no UI, as in the container)
@@ -103,12 +106,21 @@ sam2_models=sam2
 if (( sam2_workers > 1 )); then
   sam2_models="$(seq -s, -f 'sam2-%g' 0 $(( sam2_workers - 1 )))"
 fi
+# sam3 likewise, when the model store has it (its weights are gated: an endpoint may go without).
+sam3_models=""
+if [[ -e "$model_store/sam3" ]]; then
+  sam3_workers="${SEGSERVE_WORKERS_SAM3:-1}"
+  [[ "$sam3_workers" =~ ^[1-9][0-9]*$ ]] || { echo "entrypoint: SEGSERVE_WORKERS_SAM3 must be >= 1" >&2; exit 1; }
+  sam3_models=sam3
+  (( sam3_workers == 1 )) || sam3_models="$(seq -s, -f 'sam3-%g' 0 $(( sam3_workers - 1 )))"
+fi
 
 # What the router, langsam and the /ping plugin need to know.
 export SEGSERVE_INFERENCE_URL="http://127.0.0.1:${port}"
 export SEGSERVE_MANAGEMENT_URL="$management"
 export SEGSERVE_SAM2_MODELS="$sam2_models"
-export SEGSERVE_REQUIRED_MODELS="router,langsam,${sam2_models}"
+export SEGSERVE_SAM3_MODELS="$sam3_models"
+export SEGSERVE_REQUIRED_MODELS="router,langsam,${sam2_models}${sam3_models:+,$sam3_models}"
 # A reply over max_response_size crashes the worker: the router refuses to build one.
 export SEGSERVE_MAX_RESPONSE_BYTES="$max_response"
 # ...and refuses a body over the limit with a clear 413.
@@ -122,7 +134,8 @@ cd "$run_dir"
 cat <<INFO
 entrypoint: starting TorchServe (logs: $run_dir/logs)
   inference   http://127.0.0.1:${port}/invocations   (POST; also /predictions/<model>)
-  readiness   http://127.0.0.1:${port}/ping          (503 until router, langsam and ${sam2_models} are loaded)
+  readiness   http://127.0.0.1:${port}/ping          (503 until router, langsam, ${sam2_models}${sam3_models:+ and $sam3_models} are loaded)
+  sam3        ${sam3_models:-not deployed (the weights have no SAM 3)}
   management  ${management}/models      (loopback only)
   metrics     http://127.0.0.1:${metrics_port}/metrics     (Prometheus; loopback only)
 INFO
@@ -159,6 +172,9 @@ register() {
 register langsam langsam "${SEGSERVE_WORKERS_LANGSAM:-1}" &
 for model in ${sam2_models//,/ }; do
   register sam2 "$model" 1 &
+done
+for model in ${sam3_models//,/ }; do
+  register sam3 "$model" 1 &
 done
 
 # One line to act on, once /ping is 200: nobody should have to read TorchServe's log to know when to start.

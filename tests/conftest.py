@@ -34,6 +34,14 @@ def sam2_pipeline(tiny_bundle):
 
 
 @pytest.fixture(scope="session")
+def sam3_pipeline(tiny_bundle):
+    from segserve.models.runtime import Runtime
+    from segserve.models.sam3_pipeline import Sam3Pipeline
+
+    return Sam3Pipeline.from_folder(tiny_bundle.sam3_dir, Runtime.select("cpu"))
+
+
+@pytest.fixture(scope="session")
 def detector(tiny_bundle):
     from segserve.models.grounding_dino import GroundingDinoDetector
     from segserve.models.runtime import Runtime

@@ -124,7 +124,8 @@ class RouterSettings(ImageSettings):
     find its home replica: keep them the same as sam2.yaml's, or the router refuses what sam2 would take.
     """
 
-    routes: dict[str, str] = {"langsam": "langsam", "sam2": "sam2"}  # action → model name
+    # action → model name; sam3's is dropped when the entrypoint deployed no sam3 (SEGSERVE_SAM3_MODELS empty)
+    routes: dict[str, str] = {"langsam": "langsam", "sam2": "sam2", "sam3": "sam3"}
     forward_timeout_s: float = Field(62.0, gt=0)  # a little over the models' 60 s response timeout
     # Retry-After of the 503s: a model worker (re)loading its weights; a model's full queue.
     retry_after_restart_s: int = Field(5, ge=1)

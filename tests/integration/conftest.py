@@ -199,6 +199,7 @@ def model_config_dir(tmp_path_factory) -> Path:
     edit("router", router)
     edit("langsam", langsam)
     edit("sam2", images)
+    edit("sam3", images)
     return target
 
 

@@ -67,7 +67,7 @@ def cases(operations: Mapping[str, object], failing_urls: list[str], image_png: 
         for body in case.body if isinstance(case.body, list) else [case.body]:
             if isinstance(body, dict) and isinstance(body.get("image_url"), str) and _fetched(body["image_url"]):
                 body["image_url"] = draw(st.sampled_from(failing_urls))
-        if isinstance(case.body, dict) and case.body.get("action") in ("sam2", "langsam"):
+        if isinstance(case.body, dict) and case.body.get("action") in ("sam2", "langsam", "sam3"):
             if next(counter) % RUNNABLE_EVERY == 0:
                 _make_runnable(case.body, image, size)
         return case
@@ -96,7 +96,9 @@ def _make_runnable(body: dict, image: str, size: tuple[int, int]) -> None:
     if isinstance(body.get("box"), list) and len(body["box"]) == 4 and all(_number(v) for v in body["box"]):
         body["box"] = [0, 0, width, height]
     body.pop("mask_input", None)
-    if "max_detections" in body or body["action"] == "langsam":
+    if isinstance(body.get("exemplar_boxes"), list):
+        body["exemplar_boxes"] = [[0, 0, width, height] for _ in body["exemplar_boxes"]]
+    if "max_detections" in body or body["action"] in ("langsam", "sam3"):
         body["max_detections"] = RUNNABLE_MAX_DETECTIONS
 
 

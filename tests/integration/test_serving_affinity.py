@@ -2,7 +2,8 @@
 
 A second, small server from the same model store: each image's requests must reach the one replica that
 holds its embedding, whether they carry the image or its id, come from a client or from langsam, and
-whether or not they belong to a session.
+whether or not they belong to a session. Its store has no sam3 (as with weights without SAM 3): it must say
+so to a sam3 request and serve the rest.
 """
 
 from __future__ import annotations
@@ -26,8 +27,23 @@ NEW_SESSION = r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*;\sExpires=[0-9]{4}-[0-9]{2}-[0-9]{2
 
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory, model_store, plugin_dir, s3):
-    with serve(tmp_path_factory, model_store, plugin_dir, s3, SEGSERVE_WORKERS_SAM2="2") as serving:
+    without_sam3 = tmp_path_factory.mktemp("store-without-sam3")
+    for model in ("router", "langsam", "sam2"):
+        (without_sam3 / model).symlink_to(model_store / model)
+    with serve(tmp_path_factory, without_sam3, plugin_dir, s3, SEGSERVE_WORKERS_SAM2="2") as serving:
         yield serving
+
+
+def test_without_sam3_a_sam3_request_says_it_is_not_deployed_and_the_rest_serves(replicas):
+    picture = b64(encode(make_scene(240, 320, seed=99), "PNG"))  # not one of `pictures`: their first use is a miss
+    reply = replicas.invoke({"action": "sam3", "image": picture, "text_prompt": "dog"})
+    error = reply.json()["error"]
+    assert reply.status_code == 400 and error["code"] == "not_deployed", reply.text
+    assert "does not deploy sam3" in error["message"]
+    ping = ok_json(replicas.invoke({"action": "ping"}))
+    assert "sam3" not in ping["models"] and replicas.ping().status == 200
+    assert ok_json(replicas.invoke({"action": "langsam", "image": picture, "text_prompt": "dog"}))["action"] == "langsam"
+    assert "not deployed" in (replicas.run_dir / "entrypoint.out").read_text()
 
 
 @pytest.fixture(scope="module")

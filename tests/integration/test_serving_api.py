@@ -46,12 +46,13 @@ def test_ping_is_503_until_every_model_has_loaded_then_200(server):
             "router": {"registered": True, "workers": ROUTER_WORKERS, "ready_workers": ROUTER_WORKERS},
             "langsam": {"registered": True, "workers": 1, "ready_workers": 1},
             "sam2": {"registered": True, "workers": 1, "ready_workers": 1},
+            "sam3": {"registered": True, "workers": 1, "ready_workers": 1},
         },
     }
     print(f"\n/ping: first answer {before[0].at:.1f} s (503), 200 at {ready.at:.1f} s after the entrypoint started")
 
 
-def test_ping_action_lists_the_three_models_with_ready_workers(server):
+def test_ping_action_lists_every_model_with_ready_workers(server):
     body = ok_json(server.invoke({"action": "ping"}))
     assert body == {
         "action": "ping",
@@ -60,6 +61,7 @@ def test_ping_action_lists_the_three_models_with_ready_workers(server):
             "router": {"registered": True, "workers": ROUTER_WORKERS, "ready_workers": ROUTER_WORKERS},
             "langsam": {"registered": True, "workers": 1, "ready_workers": 1},
             "sam2": {"registered": True, "workers": 1, "ready_workers": 1},
+            "sam3": {"registered": True, "workers": 1, "ready_workers": 1},
         },
     }
 

@@ -50,6 +50,7 @@ def faults_server(tmp_path_factory, tiny_bundle, plugin_dir) -> Serving:
     _edit(config_dir / "router.yaml", minWorkers=ROUTER_WORKERS, maxWorkers=ROUTER_WORKERS)
     _edit(config_dir / "sam2.yaml", jobQueueSize=SAM2_QUEUE, maxRetryTimeoutInSec=GIVE_UP_AFTER_S,
           handler={"allow_private_image_urls": True})  # the slow origin is on 127.0.0.1
+    _edit(config_dir / "sam3.yaml", handler={"allow_private_image_urls": True})
     ports = {name: free_port() for name in
              ("inference", "management", "metrics", "grpc_inference", "grpc_management")}
     run_dir, store = root / "run", root / "model-store"
@@ -128,15 +129,15 @@ def test_make_serve_listens_on_loopback_only_by_default(faults_server):
 # --- a worker killed mid-request ----------------------------------------------------------------------------
 
 
-def _sam2_worker(server: Serving) -> dict:
-    (worker,) = server.describe("sam2")["workers"]
+def _sam2_worker(server: Serving, model: str = "sam2") -> dict:
+    (worker,) = server.describe(model)["workers"]
     return worker
 
 
-def _inference_lines(server: Serving, worker_id: str) -> int:
+def _inference_lines(server: Serving, worker_id: str, model: str = "sam2") -> int:
     """How many requests the worker has started (TorchServe's worker logs one line as each arrives)."""
     log = server.run_dir / "logs" / "model_log.log"
-    marker = f"W-{worker_id}-sam2_1.0-stdout MODEL_LOG - Backend received inference"
+    marker = f"W-{worker_id}-{model}_1.0-stdout MODEL_LOG - Backend received inference"
     return sum(1 for line in set(log.read_text(errors="replace").splitlines()) if marker in line)
 
 
@@ -171,6 +172,29 @@ def test_a_worker_killed_mid_request_is_503_model_restarting_then_it_serves_agai
     body = ok_json(server.invoke(sam2_click(image), timeout=60))
     assert body["masks"]
     print(f"\nKILLED MID-REQUEST: sam2 ready again {pings[-1].at - pings[0].at:.1f} s after the first /ping 503")
+
+
+def test_a_sam3_worker_killed_mid_request_is_503_model_restarting_too(faults_server, image, slow_origin):
+    """As for sam2. The request fetches its image from the slow origin, so the worker is surely busy with it."""
+    server = faults_server
+    worker = _sam2_worker(server, "sam3")
+    started = _inference_lines(server, worker["id"], "sam3")
+    answer: dict[str, requests.Response] = {}
+    slow = {"action": "sam3", "image_url": slow_origin, "text_prompt": "dog"}
+    client = threading.Thread(target=lambda: answer.update(reply=server.invoke(slow, timeout=60)))
+    client.start()
+    deadline = time.monotonic() + 60
+    while _inference_lines(server, worker["id"], "sam3") == started:
+        assert client.is_alive() and time.monotonic() < deadline, "the request never reached the sam3 worker"
+        time.sleep(0.02)
+    os.kill(worker["pid"], signal.SIGKILL)
+    client.join(60)
+    error = assert_error(answer["reply"], 503, "model_restarting")
+    assert "sam3" in error["message"] and answer["reply"].headers["Retry-After"]
+    pings = server.wait_healthy(120)
+    assert pings[-1].body["models"]["sam3"]["ready_workers"] == 1
+    body = ok_json(server.invoke({"action": "sam3", "image": image, "text_prompt": "dog"}, timeout=60))
+    assert body["action"] == "sam3" and body["mode"] == "concept"
 
 
 # --- more requests than the model can hold ------------------------------------------------------------------

@@ -32,7 +32,7 @@ def runs_last(test):
 def test_management_lists_and_describes_the_models(server):
     listed = server.manage("GET", "/models")
     assert listed.status_code == 200
-    assert {m["modelName"] for m in listed.json()["models"]} == {"router", "langsam", "sam2"}
+    assert {m["modelName"] for m in listed.json()["models"]} == {"router", "langsam", "sam2", "sam3"}
 
     router = server.describe("router")
     assert router["modelVersion"] == "1.0"
@@ -43,7 +43,7 @@ def test_management_lists_and_describes_the_models(server):
     assert sam2["loadedAtStartup"] is False  # registered by the entrypoint afterwards
     assert sam2["responseTimeout"] == 60 and sam2["batchSize"] == 1  # from serving/model-config/sam2.yaml
 
-    missing = server.manage("GET", "/models/sam3")
+    missing = server.manage("GET", "/models/sam4")
     assert missing.status_code == 404
     assert missing.json()["type"] == "ModelNotFoundException"
 

@@ -11,7 +11,7 @@ import pytest
 from segserve.contract.wire import parse_custom_attributes
 from segserve.inference.answers import mask_entry
 from segserve.contract.requests import parse_request
-from segserve.client import custom_attributes, langsam_request, sam2_request
+from segserve.client import custom_attributes, langsam_request, sam2_request, sam3_request
 from segserve.client.mask_files import write_masks
 from segserve.media.masks import decode_mask_png
 
@@ -40,6 +40,10 @@ def test_built_requests_pass_the_servers_schema(tmp_path):
     langsam = langsam_request("cat", "s3://bucket/cat.jpg", max_detections=2)
     assert parse_request(langsam).image_url == "s3://bucket/cat.jpg"
     assert parse_request(sam2_request(image_id="abc", x=1, y=2)).image_id == "abc"
+    sam3 = parse_request(sam3_request(image, text_prompt="bus. car", exemplar_boxes=[[0, 0, 5, 5]],
+                                      exemplar_labels=[0], max_detections=3))
+    assert sam3.phrases == ["bus", "car"] and sam3.exemplars == ([[0, 0, 5, 5]], [0]) and sam3.max_detections == 3
+    assert parse_request(sam3_request(image_id="abc", x=1, y=2)).has_click
 
 
 @pytest.mark.parametrize("image, image_id", [(None, None), (b"x", "abc")])

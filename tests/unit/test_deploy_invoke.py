@@ -57,3 +57,13 @@ def test_a_malformed_point_is_an_argument_error(capsys):
         main(["invoke", "--name", "e", "--action", "sam2", "--point", "1;2"])
     assert exit_.value.code == 2
     assert "'1;2': expected 2 comma-separated numbers" in capsys.readouterr().err
+
+
+def test_sam3_text_with_exemplars_and_a_click():
+    body = request_for("--action", "sam3", "--image-id", "abc", "--text", "bus", "--exemplar", "1,2,30,40",
+                       "--not-like", "50,60,70,80", "--score-threshold", "0.3", "--max-detections", "5")
+    assert body == {"action": "sam3", "image_id": "abc", "text_prompt": "bus",
+                    "exemplar_boxes": [[1.0, 2.0, 30.0, 40.0], [50.0, 60.0, 70.0, 80.0]], "exemplar_labels": [1, 0],
+                    "score_threshold": 0.3, "max_detections": 5}
+    assert request_for("--action", "sam3", "--image-id", "abc", "--x", "3", "--y", "4") == {
+        "action": "sam3", "image_id": "abc", "x": 3.0, "y": 4.0}

@@ -160,3 +160,25 @@ def test_a_body_over_the_limit_is_a_413_that_says_why_and_is_not_forwarded():
     assert status == 413 and error["code"] == "payload_too_large" and error["field"] == "body"
     assert "109 bytes, over this endpoint's 100 byte limit" in error["message"]
     assert len(models.calls) == 1
+
+
+def test_sam3_on_an_endpoint_without_it_is_a_clear_400_and_the_others_still_route():
+    models = FakeModels()
+    router = models.router()  # routes langsam and sam2 only: deployed without SAM 3's weights
+    status, reply, _ = call(router, b'{"action": "sam3", "image_id": "abc", "text_prompt": "dog"}')
+    error = json.loads(reply)["error"]
+    assert status == 400 and error["code"] == "not_deployed" and error["field"] == "action"
+    assert "does not deploy sam3" in error["message"] and models.calls == []
+    assert call(router, b'{"action": "sam2", "image_id": "abc", "x": 1, "y": 2}')[0] == 200
+    assert call(router, b'{"action": "ping"}')[0] == 200
+
+
+def test_sam3_goes_to_its_model_and_ping_covers_it():
+    models = FakeModels(descriptions={"router": READY, "langsam": READY, "sam2": READY, "sam3": READY})
+    router = Router(models.forward, models.descriptions.get, {"langsam": "langsam", "sam2": "sam2", "sam3": "sam3"})
+    body = b'{"action": "sam3", "image_id": "abc", "text_prompt": "dog"}'
+    assert call(router, body)[0] == 200 and models.calls[-1][0] == "sam3"
+    status, reply, _ = call(router, b'{"action": "ping"}')
+    assert status == 200 and set(json.loads(reply)["models"]) == {"router", "langsam", "sam2", "sam3"}
+    models.descriptions["sam3"] = [{"workers": [{"status": "UNLOADING"}]}]
+    assert call(router, b'{"action": "ping"}')[0] == 503

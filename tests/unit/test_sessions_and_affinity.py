@@ -25,7 +25,7 @@ REPLICAS = ("sam2-0", "sam2-1", "sam2-2")
 
 def replica_router(models: FakeModels) -> Router:
     return Router(models.forward, models.descriptions.get, {"langsam": "langsam", "sam2": "sam2"},
-                  homes=ImageHomes("sam2", REPLICAS, ImageLoader()), session_ttl_s=600)
+                  homes=[ImageHomes("sam2", REPLICAS, ImageLoader())], session_ttl_s=600)
 
 
 def test_the_new_session_header_has_botocores_exact_format():

@@ -14,7 +14,7 @@ from segserve.settings import ModelSettings, RouterSettings
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 
 
-@pytest.mark.parametrize("model", ["langsam", "sam2"])
+@pytest.mark.parametrize("model", ["langsam", "sam2", "sam3"])
 def test_the_shipped_model_configs_are_valid(model):
     with open(f"serving/model-config/{model}.yaml") as config:
         ModelSettings.from_config(yaml.safe_load(config)["handler"])
@@ -22,15 +22,15 @@ def test_the_shipped_model_configs_are_valid(model):
 
 def test_the_shipped_router_config_is_valid():
     with open("serving/model-config/router.yaml") as config:
-        assert RouterSettings.from_config(yaml.safe_load(config)["handler"]).routes == {"langsam": "langsam",
-                                                                                         "sam2": "sam2"}
+        assert RouterSettings.from_config(yaml.safe_load(config)["handler"]).routes == {
+            "langsam": "langsam", "sam2": "sam2", "sam3": "sam3"}
 
 
 def test_the_router_has_more_workers_than_the_models_can_hold():
     """Overload must be refused by the models' bounded queues (503 overloaded + Retry-After, from a free router
     worker), never pile up in the router's own queue, whose overflow is TorchServe's bare 503."""
     configs = {name: yaml.safe_load(Path(f"serving/model-config/{name}.yaml").read_text())
-               for name in ("router", "langsam", "sam2")}
+               for name in ("router", "langsam", "sam2", "sam3")}
     held = 0
     for model in RouterSettings.from_config(configs["router"]["handler"]).routes.values():
         config = configs[model]

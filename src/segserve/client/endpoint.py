@@ -23,7 +23,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ParamValidationError, ReadTimeoutError
 
 from segserve.client.errors import EndpointError, EndpointUnreachable
-from segserve.client.payloads import ImageSource, langsam_request, ping_request, sam2_request
+from segserve.client.payloads import ImageSource, langsam_request, ping_request, sam2_request, sam3_request
 
 JSON = "application/json"
 NEW_SESSION = "NEW_SESSION"  # SessionId that asks the endpoint to open a stateful session
@@ -78,6 +78,11 @@ class SegmentationClient:
              **prompts) -> Answer:
         """Points (x/y, or points with labels), a box and/or mask_input → masks (options: multimask, mask_format…)."""
         return self.invoke(sam2_request(image, image_id, **prompts), session_id=session_id)
+
+    def sam3(self, image: ImageSource | None = None, *, image_id: str | None = None, session_id: str | None = None,
+             **prompts) -> Answer:
+        """SAM 3: text_prompt and/or exemplar_boxes → every instance, or sam2's click fields → one object."""
+        return self.invoke(sam3_request(image, image_id, **prompts), session_id=session_id)
 
     def ping(self) -> Answer:
         """Readiness of every model behind the endpoint."""

@@ -51,6 +51,20 @@ def sam2_request(image: ImageSource | None = None, image_id: str | None = None, 
                           "labels": labels, "box": box, **options})
 
 
+def sam3_request(image: ImageSource | None = None, image_id: str | None = None, *, text_prompt: str | None = None,
+                 exemplar_boxes: list | None = None, exemplar_labels: list | None = None, x: float | None = None,
+                 y: float | None = None, points: list | None = None, labels: list | None = None,
+                 box: list | None = None, **options) -> dict:
+    """SAM 3. Concept mode: text_prompt ("bus. car") and/or exemplar_boxes (labels 1 like this, 0 not this) →
+    every instance; options score_threshold, mask_threshold, max_detections. Click mode: sam2's x/y, points,
+    labels, box (options multimask, mask_input). Both: mask_format, return_images."""
+    return _without_none({
+        "action": "sam3", **image_fields(image, image_id), "text_prompt": text_prompt,
+        "exemplar_boxes": exemplar_boxes, "exemplar_labels": exemplar_labels, "x": x, "y": y, "points": points,
+        "labels": labels, "box": box, **options,
+    })
+
+
 def ping_request() -> dict:
     return {"action": "ping"}
 

@@ -46,6 +46,12 @@ class ImageFetchFailed(InvalidRequest):
     code = "image_fetch_failed"
 
 
+class NotDeployed(InvalidRequest):
+    """An action this endpoint does not serve, e.g. sam3 on an endpoint deployed without SAM 3's weights."""
+
+    code = "not_deployed"
+
+
 class NotFound(ServiceError):
     status = 404
     code = "not_found"

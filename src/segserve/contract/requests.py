@@ -148,7 +148,7 @@ class ClickRequest(ImageRequest):
                 raise InvalidRequest(f"point ({x:g}, {y:g}) is outside the {width}x{height} image", field=field)
         for name, box in self._boxes_on_image():
             if box[2] > width or box[3] > height:
-                raise InvalidRequest(f"box {list(box)} is outside the {width}x{height} image", field=name)
+                raise InvalidRequest(f"{name} {list(box)} is outside the {width}x{height} image", field=name)
 
 
 class Sam2Request(ClickRequest):

@@ -77,6 +77,8 @@ class LangSamMask(Mask):
 class Sam3Mask(Mask):
     label: str | None = Field(None, description="Concept mode: the phrase of `text_prompt` it answers "
                                                 "(null for exemplar boxes alone). Absent for clicks.")
+    detector_box: list[float] | None = Field(None, min_length=4, max_length=4, description=(
+        "Concept mode: SAM 3's own box for the instance, xyxy in image pixels. Absent for clicks."))
 
 
 class ModelInfo(_Closed):

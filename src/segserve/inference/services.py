@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from segserve.contract.errors import ImageNotCached, InvalidRequest
-from segserve.contract.requests import DetectionParams, ImageRequest, LangSamRequest, Sam2Request
+from segserve.contract.requests import ClickRequest, DetectionParams, ImageRequest, LangSamRequest, Sam2Request
 from segserve.contract.responses import ImageInfo, LangSamResponse, LangSamMask, PromptWarning, Sam2Response
 from segserve.media.image_loading import ImageLoader, LoadedImage
 from segserve.models.embedding_cache import CachedImage, EmbeddingCache, NullEmbeddingCache
@@ -51,17 +51,11 @@ class Sam2Service:
 
     def _answer(self, request: Sam2Request, image: LoadedImage | None, timer: StageTimer) -> Sam2Response:
         """The answer for `image`, or for `request.image_id` from the cache when `image` is None."""
-        image_id = image.image_id if image is not None else request.image_id
-        entry = self.cache.get(image_id)
-        if entry is None and image is None:
-            raise ImageNotCached(image_id)
+        image_id, entry, pixels = cached_image(self.cache, request, image)
         hit = entry is not None
-        pixels = entry.pixels if hit else image.pixels
-        request.check_inside(*pixels.shape[:2])  # before the encoder: a bad prompt costs nothing
-        prompt = None if request.boxes is not None else self._prompt(request, *pixels.shape[:2])
+        prompt = None if request.boxes is not None else click_prompt(request, *pixels.shape[:2], logits_from_mask)
         if not hit:
-            entry = CachedImage(self.pipeline.encode(pixels, timer), pixels)
-            self.cache.put(image_id, entry)
+            entry = encode_into(self.cache, image_id, pixels, self.pipeline.encode, timer)
         if prompt is None and not request.boxes:  # "boxes": [] only encodes and caches the image
             return _sam2_answer(request, image_id, entry, hit, [], [], timer)
         if prompt is None:
@@ -76,24 +70,44 @@ class Sam2Service:
             entries = [mask_entry(prediction.masks[i], prediction.scores[i], request.mask_format) for i in order]
         return _sam2_answer(request, image_id, entry, hit, masks, entries, timer)
 
-    @staticmethod
-    def _prompt(request: Sam2Request, height: int, width: int) -> Sam2Prompt:
-        points = request.point_prompts
-        mask_logits = None
-        if request.mask_input is not None:
-            mask = decode_rle(request.mask_input, field="mask_input")
-            if mask.shape != (height, width):
-                raise InvalidRequest(
-                    f"mask_input is {mask.shape[1]}x{mask.shape[0]}; the image is {width}x{height}",
-                    field="mask_input",
-                )
-            mask_logits = logits_from_mask(mask)
-        return Sam2Prompt(
-            points=np.array(points[0], dtype=np.float32) if points else None,
-            labels=np.array(points[1], dtype=np.int64) if points else None,
-            box=np.array(request.box, dtype=np.float32) if request.box is not None else None,
-            mask_logits=mask_logits,
-        )
+
+def cached_image(cache: EmbeddingCache, request: ClickRequest, image: LoadedImage | None):
+    """(image id, its cache entry or None, its pixels) for `image`, or for `request.image_id` when `image`
+    is None (an unknown id is a 404). The prompt is checked against the image here: before any encoder runs."""
+    image_id = image.image_id if image is not None else request.image_id
+    entry = cache.get(image_id)
+    if entry is None and image is None:
+        raise ImageNotCached(image_id)
+    pixels = entry.pixels if entry is not None else image.pixels
+    request.check_inside(*pixels.shape[:2])
+    return image_id, entry, pixels
+
+
+def encode_into(cache: EmbeddingCache, image_id: str, pixels: np.ndarray, encode, timer: StageTimer) -> CachedImage:
+    entry = CachedImage(encode(pixels, timer), pixels)
+    cache.put(image_id, entry)
+    return entry
+
+
+def click_prompt(request: ClickRequest, height: int, width: int, to_logits) -> Sam2Prompt | None:
+    """The click fields as a prompt (None without any); `to_logits` turns mask_input into the model's logits."""
+    if not request.has_click:
+        return None
+    points = request.point_prompts
+    mask_logits = None
+    if request.mask_input is not None:
+        mask = decode_rle(request.mask_input, field="mask_input")
+        if mask.shape != (height, width):
+            raise InvalidRequest(
+                f"mask_input is {mask.shape[1]}x{mask.shape[0]}; the image is {width}x{height}", field="mask_input",
+            )
+        mask_logits = to_logits(mask)
+    return Sam2Prompt(
+        points=np.array(points[0], dtype=np.float32) if points else None,
+        labels=np.array(points[1], dtype=np.int64) if points else None,
+        box=np.array(request.box, dtype=np.float32) if request.box is not None else None,
+        mask_logits=mask_logits,
+    )
 
 
 class LangSamService:

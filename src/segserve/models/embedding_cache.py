@@ -1,7 +1,8 @@
 """The SAM2 embedding cache: an image's encoding kept for the next click, keyed by its image id.
 
 The image id is the content hash of the decoded pixels (media/image_loading.py), so the same picture sent
-again, in any form, finds its entry. An entry holds the whole `ImageEmbedding` on the model's device and the
+again, in any form, finds its entry. An entry holds the whole encoding (SAM2's `ImageEmbedding`, SAM 3's
+`Sam3Encoding`) on the model's device and the
 RGB pixels (host memory): the pixels let a request by `image_id` render images and let langsam detect on an
 image it was not sent. Both count towards the byte bound.
 
@@ -16,15 +17,23 @@ import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from segserve.models.sam2_pipeline import ImageEmbedding
+
+class Encoding(Protocol):
+    """What the cache needs of a model's image encoding."""
+
+    image_size: tuple[int, int]  # (height, width)
+
+    @property
+    def nbytes(self) -> int: ...
 
 
 @dataclass(frozen=True, eq=False)
 class CachedImage:
-    embedding: ImageEmbedding
+    embedding: Encoding
     pixels: np.ndarray  # (H, W, 3) uint8 RGB, as decoded
 
     @property

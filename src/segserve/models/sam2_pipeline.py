@@ -31,14 +31,14 @@ LOW_RES_SIZE = 256
 log = logging.getLogger(__name__)
 
 
-def logits_from_mask(mask: np.ndarray) -> np.ndarray:
-    """A full-size bool mask → the (1, 256, 256) low-res logits SAM2 takes as a mask prompt.
+def logits_from_mask(mask: np.ndarray, side: int = LOW_RES_SIZE) -> np.ndarray:
+    """A full-size bool mask → the (1, side, side) low-res logits SAM2 (and SAM 3's tracker) take as a mask prompt.
 
-    SAM2 resizes the image to a square without padding, so the low-res frame is the whole image stretched.
+    Both resize the image to a square without padding, so the low-res frame is the whole image stretched.
     """
     import cv2
 
-    small = cv2.resize(mask.astype(np.float32), (LOW_RES_SIZE, LOW_RES_SIZE), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(mask.astype(np.float32), (side, side), interpolation=cv2.INTER_AREA)
     return ((small * 2.0 - 1.0) * _MASK_LOGIT)[None]
 
 

@@ -15,12 +15,17 @@ from segserve.contract.requests import parse_request
 from segserve.media.image_loading import ImageLoader
 
 SAM2_MODELS_ENV = "SEGSERVE_SAM2_MODELS"
+SAM3_MODELS_ENV = "SEGSERVE_SAM3_MODELS"  # empty: no sam3 deployed
+
+
+def model_names(value: str | None) -> tuple[str, ...]:
+    """Model names from a comma-separated list ("sam2" or "sam2-0,sam2-1"), each once; () when empty."""
+    return tuple(dict.fromkeys(part.strip() for part in (value or "").split(",") if part.strip()))
 
 
 def sam2_models(value: str | None) -> tuple[str, ...]:
-    """The sam2 model names from SEGSERVE_SAM2_MODELS ("sam2" or "sam2-0,sam2-1"); ("sam2",) when unset."""
-    names = tuple(dict.fromkeys(part.strip() for part in (value or "").split(",") if part.strip()))
-    return names or ("sam2",)
+    """The sam2 model names from SEGSERVE_SAM2_MODELS; ("sam2",) when unset."""
+    return model_names(value) or ("sam2",)
 
 
 def home_model(image_id: str, models: Sequence[str]) -> str:

@@ -4,8 +4,9 @@ SageMaker cannot add `?model_name=` and TorchServe resolves /invocations only fo
 loaded at startup, so this is that model. Bodies go to the target model unchanged (JSON, or a raw image
 with its custom attributes); JSON Lines batches are split and answered line by line, in order, a bad
 line becoming an error object on its line. `ping` is answered here from the management API, and so are
-SageMaker's session requests (sessions.py). With several sam2 replicas, each image goes to its home one
-(affinity.py).
+SageMaker's session requests (sessions.py). With several sam2 (or sam3) replicas, each image goes to its
+home one (affinity.py). An action whose model this endpoint does not deploy (sam3 without its weights) is a
+400 `not_deployed`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
-from segserve.contract.errors import InvalidRequest, NotReady, PayloadTooLarge, ServiceError, TimedOut
+from segserve.contract.errors import InvalidRequest, NotDeployed, NotReady, PayloadTooLarge, ServiceError, TimedOut
 from segserve.contract.requests import ACTIONS, parse_request
 from segserve.contract.sessions import CLOSED_SESSION_HEADER, NEW_SESSION_HEADER, Session, SessionRequest, session_request
 from segserve.contract.wire import (
@@ -45,7 +46,7 @@ class Router:
         default_attributes: str | None = None,
         retry_after: RetryAfter = RetryAfter(),
         worker_states_ttl_s: float = 1.0,
-        homes: ImageHomes | None = None,
+        homes: Sequence[ImageHomes] = (),
         session_ttl_s: int = 1200,
     ):
         self.forward = forward
@@ -60,7 +61,7 @@ class Router:
         self.default_attributes = default_attributes
         self.retry_after = retry_after
         self.workers = WorkerStates(describe, worker_states_ttl_s)
-        self.homes = homes  # the replicas of one action's model, chosen by image id
+        self.homes = {home.action: home for home in homes}  # an action's replicas, chosen by image id
         self.session_ttl_s = session_ttl_s
 
     def __call__(
@@ -138,16 +139,20 @@ class Router:
         """Every model the routes send to, replicas included."""
         names = []
         for action, model in self.routes.items():
-            names.extend(self.homes.models if self.homes and action == self.homes.action else [model])
+            names.extend(self.homes[action].models if action in self.homes else [model])
         return list(dict.fromkeys(names))
 
     def _to_model(self, action: object, body: bytes, headers: dict, payload: object, raw_image: bytes | None) -> Reply:
         model = self.routes.get(action) if isinstance(action, str) else None
+        if model is None and action in ACTIONS:
+            raise NotDeployed(
+                f"this endpoint does not deploy {action}: it serves {', '.join(sorted(self.routes))}. "
+                f"Deploy it with weights that include {action} (README: SAM 3 weights)", field="action")
         if model is None:
             shown = "missing" if action is None else repr(action)
             raise InvalidRequest(f"action is {shown}; valid actions: {', '.join(ACTIONS)}", field="action")
-        if self.homes and action == self.homes.action:
-            model = self.homes.model_for(payload, raw_image)
+        if action in self.homes:
+            model = self.homes[action].model_for(payload, raw_image)
         workers = self.workers.get(model)
         if workers is not None and workers.ready == 0:
             # Not even queued: TorchServe would hold it for a worker that may never come back.

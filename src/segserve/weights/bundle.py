@@ -1,6 +1,8 @@
-"""A weights bundle: one folder holding a SAM2.1 checkpoint and a GroundingDINO folder, described by manifest.json.
+"""A weights bundle: one folder holding a SAM2.1 checkpoint, a GroundingDINO folder and optionally a SAM 3 folder
+(the layout of its Hugging Face repository), described by manifest.json.
 
-A model's archive holds a bundle with only the half it runs: sam2 the checkpoint, langsam GroundingDINO.
+A model's archive holds a bundle with only the part it runs: sam2 the checkpoint, langsam GroundingDINO, sam3
+its folder. SAM 3 is optional (its weights are gated): a bundle without it serves langsam and sam2.
 
 Every way of getting weights (official download, local files, random models) ends in this format, so the
 production loaders are what every test exercises. Paths in the manifest are relative to the bundle folder
@@ -43,6 +45,7 @@ class WeightsBundle:
     sam2_checkpoint: Path | None  # None in a GroundingDINO-only bundle (the langsam model's archive)
     sam2_config: str | None
     grounding_dino_dir: Path | None  # None in a SAM2-only bundle (the sam2 model's archive)
+    sam3_dir: Path | None = None  # None: this endpoint deploys no sam3 model
 
     def write(self, root: Path) -> Path:
         """Write manifest.json into `root`; paths inside `root` are stored relative to it."""
@@ -58,6 +61,7 @@ class WeightsBundle:
             "sam2": {"checkpoint": rel(self.sam2_checkpoint), "config": self.sam2_config} if self.sam2_checkpoint
             else None,
             "grounding_dino": rel(self.grounding_dino_dir) if self.grounding_dino_dir else None,
+            "sam3": rel(self.sam3_dir) if self.sam3_dir else None,
         }
         path = root / MANIFEST
         path.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -79,10 +83,11 @@ class WeightsBundle:
                 sam2_checkpoint=Path(root, sam2["checkpoint"]) if sam2 else None,
                 sam2_config=sam2["config"] if sam2 else None,
                 grounding_dino_dir=Path(root, manifest["grounding_dino"]) if manifest["grounding_dino"] else None,
+                sam3_dir=Path(root, manifest["sam3"]) if manifest.get("sam3") else None,  # older manifests: none
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise WeightsError(f"{path} is not a valid weights manifest: {exc}") from None
-        for needed in (bundle.sam2_checkpoint, bundle.grounding_dino_dir):
+        for needed in (bundle.sam2_checkpoint, bundle.grounding_dino_dir, bundle.sam3_dir):
             if needed is not None and not needed.exists():
                 raise WeightsError(f"{path} names {needed}, which does not exist")
         return bundle

@@ -213,19 +213,25 @@ def _check_sam2_checkpoint(path: Path) -> None:
 
 
 def _check_grounding_dino_dir(folder: Path) -> None:
+    check_pretrained_dir(folder, "GroundingDINO", ("grounding-dino",), _GROUNDING_DINO_NEEDS)
+
+
+def check_pretrained_dir(folder: Path, name: str, model_types: tuple[str, ...], needs: dict[str, tuple]) -> None:
+    """A `save_pretrained`-style folder: a config.json of one of `model_types`, and one file of each `needs` group."""
     config_path = folder / "config.json"
     if not config_path.is_file():
-        raise WeightsError(f"{folder} is not a GroundingDINO folder: it has no config.json")
+        raise WeightsError(f"{folder} is not a {name} folder: it has no config.json")
     try:
         model_type = json.loads(config_path.read_text()).get("model_type")
     except (ValueError, AttributeError) as exc:
         raise WeightsError(f"{config_path} is not a JSON object: {exc}") from None
-    if model_type != "grounding-dino":
-        raise WeightsError(f"{config_path} has model_type {model_type!r}, expected 'grounding-dino'")
+    if model_type not in model_types:
+        raise WeightsError(f"{config_path} has model_type {model_type!r}, expected "
+                           + " or ".join(repr(t) for t in model_types))
     missing = [
         f"{what} ({' or '.join(names)})"
-        for what, names in _GROUNDING_DINO_NEEDS.items()
-        if not any((folder / name).is_file() for name in names)
+        for what, names in needs.items()
+        if not any((folder / file).is_file() for file in names)
     ]
     if missing:
-        raise WeightsError(f"GroundingDINO folder {folder} lacks: {'; '.join(missing)}")
+        raise WeightsError(f"{name} folder {folder} lacks: {'; '.join(missing)}")

@@ -5,9 +5,9 @@ serving use these. They are written exactly like the real files — Meta's `{"mo
 checkpoint and a transformers `save_pretrained` GroundingDINO folder with processor and tokenizer — so
 the production loading code is what every test exercises.
 
-- `tiny`: sam2.1_hiera_tiny + a deliberately small GroundingDINO (fast tests).
+- `tiny`: sam2.1_hiera_tiny + a deliberately small GroundingDINO and SAM 3 (fast tests).
 - `full`: sam2.1_hiera_small + the grounding-dino-tiny architecture at real size (Swin-T + BERT-base,
-  900 queries): the same compute as the real models, for benchmarks.
+  900 queries) + SAM 3's real architecture: the same compute as the real models, for benchmarks.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from segserve.weights.bundle import SAM2_CONFIGS, WeightsBundle
+from segserve.weights.random_sam3 import SAM3_DIR, write_sam3
 
 VARIANTS = {"tiny": "sam2.1_hiera_tiny.pt", "full": "sam2.1_hiera_small.pt"}
 GROUNDING_DINO_DIR = "grounding-dino"
@@ -91,11 +92,12 @@ def write_sam2_checkpoint(path: Path, seed: int) -> Path:
 
 
 def write_random_bundle(root: Path, variant: str, seed: int = 0) -> WeightsBundle:
-    """Write both random models into `root` and the manifest that points at them."""
+    """Write the random models into `root` and the manifest that points at them."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown random variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     checkpoint = write_sam2_checkpoint(root / VARIANTS[variant], seed)
     grounding_dino = write_grounding_dino(root / GROUNDING_DINO_DIR, variant, seed)
-    bundle = WeightsBundle(variant, checkpoint, SAM2_CONFIGS[checkpoint.name], grounding_dino)
+    sam3 = write_sam3(root / SAM3_DIR, variant, seed)
+    bundle = WeightsBundle(variant, checkpoint, SAM2_CONFIGS[checkpoint.name], grounding_dino, sam3)
     bundle.write(root)
     return bundle

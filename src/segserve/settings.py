@@ -44,6 +44,9 @@ class LlmSettings(_Settings):
     max_retries: int = Field(1, ge=0, le=3)  # the openai client's: timeouts, connection errors, 408/409/429/5xx
     temperature: float | None = Field(0.0, ge=0, le=2)  # null: not sent (models that take only their default)
     cache_entries: int = Field(1024, ge=0)  # refinements remembered per worker (LRU); 0: none
+    # after a timeout, no connection or an error status the LLM is not asked for this long, then one request
+    # probes it (prompts/cooldown.py); 0: it is asked every time
+    cooldown_s: float = Field(30.0, ge=0, le=3600)
 
 
 class ImageSettings(_Settings):
@@ -99,12 +102,13 @@ class ModelSettings(ImageSettings):
         import openai  # takes seconds: only a langsam worker with a key loads it
 
         from segserve.prompts.cache import RefinementCache
+        from segserve.prompts.cooldown import Cooldown
         from segserve.prompts.refiner import LlmPromptRefiner
 
         client = openai.OpenAI(api_key=endpoint.api_key, base_url=endpoint.base_url,
                                timeout=self.llm.timeout_s, max_retries=self.llm.max_retries)
         return LlmPromptRefiner(client, self.llm.model, RefinementCache(self.llm.cache_entries), check_prompt,
-                                self.llm.temperature)
+                                self.llm.temperature, Cooldown(self.llm.cooldown_s))
 
 
 def _s3_reader():

@@ -195,6 +195,8 @@ def model_config_dir(tmp_path_factory) -> Path:
     def langsam(config):
         images(config)
         config["handler"]["llm"]["timeout_s"] = LLM_TIMEOUT_S
+        # each failure test there sees the LLM's own answer; the cool-down is tests/unit/test_prompt_cooldown.py's
+        config["handler"]["llm"]["cooldown_s"] = 0
 
     edit("router", router)
     edit("langsam", langsam)

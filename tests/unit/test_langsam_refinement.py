@@ -47,8 +47,9 @@ def image_b64():
     return base64.b64encode(encode(make_scene(120, 160), "PNG")).decode()
 
 
-def make_invoke(detector, sam2, base_url: str | None, api_key: str | None = API_KEY, **config):
-    settings = ModelSettings(llm=LlmSettings(timeout_s=0.5), **config)
+def make_invoke(detector, sam2, base_url: str | None, api_key: str | None = API_KEY, cooldown_s: float = 0,
+                **config):
+    settings = ModelSettings(llm=LlmSettings(timeout_s=0.5, cooldown_s=cooldown_s), **config)
     endpoint = LlmEndpoint(api_key, base_url, None if api_key else "no LLM API key is configured on this endpoint")
     refiner = settings.prompt_refiner(endpoint, detector.prompt_problem)
     service = LangSamService(detector, sam2, ImageLoader(), settings.detection_params(), refiner)
@@ -148,3 +149,14 @@ def test_the_model_config_default_applies_unless_the_request_says_otherwise(llm,
     text = llm.script("Satin Slip Dress", Reply(phrases=("dress",)))
     assert ask(invoke, image_b64, text)["refined_prompt"] == "dress."
     assert "refined_prompt" not in ask(invoke, image_b64, text, refine_prompt=False)
+
+
+def test_while_the_llm_cools_down_the_answer_says_so(llm, detector, sam2, image_b64):
+    invoke = make_invoke(detector, sam2, llm.base_url, cooldown_s=30)
+    down = llm.script("wide leg jeans outage", Reply(status=503))
+    fallback(ask(invoke, image_b64, down, refine_prompt=True), down, "refine_prompt_server_error")
+    text = llm.script("wide leg jeans meanwhile", Reply(phrases=("jeans",)))
+    body = ask(invoke, image_b64, text, EVERY_BOX, refine_prompt=True)
+    fallback(body, text, "refine_prompt_cooling_down")
+    assert [m["label"] for m in body["masks"]] == [text, text]  # the detector was given the raw text
+    assert llm.seen(text) == [] and "prompt_refinement" not in body["timings_ms"]

@@ -27,6 +27,8 @@ def llm():
 
 
 def make_refiner(base_url: str, api_key: str | None = API_KEY, check=lambda prompt: None, **llm_settings):
+    """No cool-down unless asked (test_prompt_cooldown.py's): each test here sees the LLM's own answer."""
+    llm_settings.setdefault("cooldown_s", 0)
     settings = ModelSettings(llm=LlmSettings(timeout_s=TIMEOUT_S, **llm_settings))
     return settings.prompt_refiner(LlmEndpoint(api_key, base_url, None if api_key else "no key here"), check)
 

@@ -41,7 +41,8 @@ def test_the_router_has_more_workers_than_the_models_can_hold():
 
 @pytest.mark.parametrize("section", [{"box_treshold": 0.3}, {"box_threshold": 3}, {"max_detections": 0},
                                      {"llm": {"modle": "gpt-4o-mini"}}, {"llm": {"timeout_s": 0}},
-                                     {"llm": {"max_retries": -1}}, {"refine_prompt": "sometimes"}])
+                                     {"llm": {"max_retries": -1}}, {"llm": {"cooldown_s": -1}},
+                                     {"refine_prompt": "sometimes"}])
 def test_a_typo_or_bad_value_fails_the_start(section):
     with pytest.raises(WeightsError, match="model-config.yaml"):
         ModelSettings.from_config(section)

@@ -17,7 +17,9 @@ KEY_REFUSED = "refine_prompt_key_refused"  # 401/403
 SERVER_ERROR = "refine_prompt_server_error"  # any other error status
 MALFORMED_OUTPUT = "refine_prompt_malformed_output"
 INTERNAL_ERROR = "refine_prompt_internal_error"
-WARNING_CODES = (NOT_CONFIGURED, TIMEOUT, UNREACHABLE, KEY_REFUSED, SERVER_ERROR, MALFORMED_OUTPUT, INTERNAL_ERROR)
+COOLING_DOWN = "refine_prompt_cooling_down"  # not asked: the LLM failed a moment ago (prompts/cooldown.py)
+WARNING_CODES = (NOT_CONFIGURED, TIMEOUT, UNREACHABLE, KEY_REFUSED, SERVER_ERROR, MALFORMED_OUTPUT, INTERNAL_ERROR,
+                 COOLING_DOWN)
 
 Base64Png = Annotated[str, Field(description="base64 PNG (with `return_images`)")]
 

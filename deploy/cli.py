@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
@@ -47,7 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        status = args.run(args)
+        sys.stdout.flush()  # inside the try: a reader gone early fails here, not at exit
+        return status
+    except BrokenPipeError:
+        # The reader of stdout is gone (`| head`): stop quietly, as Unix tools do. stdout goes to /dev/null so
+        # that Python's own flush at exit finds nothing to fail on (the Python docs' recipe, signal module).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except DeployError as exc:
         print(f"segserve-deploy {args.command}: {exc}", file=sys.stderr)
     except ClientError as exc:

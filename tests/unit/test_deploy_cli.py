@@ -1,14 +1,17 @@
-"""segserve-deploy's command line: every command has --help, AWS options go before or after the command, and the
-console script is installed from the top-level deploy/ package."""
+"""segserve-deploy's command line: every command has --help, AWS options go before or after the command, the
+console script is installed from the top-level deploy/ package, and a reader that stops early (`| head`) ends it
+quietly."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
 import pytest
 
 from deploy.cli import COMMANDS, build_parser, main
+from tests.client_helpers import point_boto3_at
 
 COMMAND_NAMES = ["image", "up", "invoke", "transform", "down"]
 
@@ -46,6 +49,23 @@ def test_console_script_is_installed():
     result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "segserve-deploy" in result.stdout
+
+
+def test_a_reader_that_closes_early_gets_no_broken_pipe_traceback(monkeypatch, standin, container):
+    """`segserve-deploy invoke ... | head -1`: an answer far larger than a pipe's buffer, its reader gone after
+    one line."""
+    point_boto3_at(monkeypatch, standin.url)
+    answer = {"action": "ping", "status": "ready", "models": [{"name": f"model-{i}"} for i in range(20_000)]}
+    container.reply = (200, json.dumps(answer).encode(), {"Content-Type": "application/json"})
+    script = shutil.which("segserve-deploy")
+    with subprocess.Popen([script, "invoke", "--name", "segserve", "--action", "ping"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as cli:
+        assert cli.stdout.readline() == b"{\n"
+        cli.stdout.close()  # what head does after its lines
+        stderr = cli.stderr.read().decode()
+        assert cli.wait(timeout=60) == 1
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr and "Exception ignored" not in stderr, stderr
+    assert stderr == ""
 
 
 def test_no_region_is_a_one_line_message(monkeypatch, tmp_path, capsys):

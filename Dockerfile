@@ -82,10 +82,13 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 RUN --mount=type=cache,target=/root/.cache/pip \
     SAM2_BUILD_CUDA=0 pip install --no-build-isolation --no-deps --require-hashes -r requirements/sam2.txt
 
-# The segserve package, installed (not editable): the handlers inside the model archives import it.
+# The segserve package, installed (not editable): the handlers inside the model archives import it. The image has
+# no deploy/ (the deployment CLI runs from a checkout), so the segserve-deploy script pyproject declares for it is
+# removed rather than left to fail with ModuleNotFoundError (no -f: a renamed script fails the build here).
 COPY pyproject.toml README.md ./
 COPY src/ src/
 RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
+ && rm /opt/venv/bin/segserve-deploy \
  && pip check
 
 # The endpoint plugins (/ping, /execution-parameters), compiled against this venv's TorchServe.

@@ -113,6 +113,31 @@ def test_the_project_build_finds_every_file_pyproject_names(dockerfile):
     assert workdir == "/src"
 
 
+def in_the_image(package: str, dockerfile) -> bool:
+    """Whether the build stage's `pip install .` sees this top-level package: its folder in the repo, COPY'd in."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    copied = {posixpath.normpath(s) for c in dockerfile.copies(BUILD_STAGE) if c.from_stage is None for s in c.sources}
+    for where in project["tool"]["setuptools"]["packages"]["find"]["where"]:
+        path = posixpath.normpath(posixpath.join(where, package))
+        if (REPO / path).is_dir() and any(path == c or path.startswith(c + "/") for c in copied):
+            return True
+    return False
+
+
+def test_the_image_installs_no_script_whose_package_it_lacks(dockerfile):
+    """segserve-deploy runs deploy/, which stays in checkouts: the image must not carry a script that can only
+    fail with ModuleNotFoundError. The others run segserve, which it has."""
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    missing = {name for name, target in scripts.items() if not in_the_image(target.split(".")[0], dockerfile)}
+    assert missing == {"segserve-deploy"}  # if this changes, the Dockerfile's rm below must change with it
+    commands = dockerfile.commands(BUILD_STAGE)
+    (install,) = [n for n, c in enumerate(commands) if c[:2] == ["pip", "install"] and c[-1] == "."]
+    venv_bin = dockerfile.env(BUILD_STAGE)["PATH"].split(":")[0]
+    removed = {posixpath.basename(c[1]) for c in commands[install + 1:]
+               if c[0] == "rm" and len(c) == 2 and posixpath.dirname(c[1]) == venv_bin}
+    assert removed == missing  # plain rm (no -f): a script renamed in pyproject fails the build, not silently
+
+
 # --- base image, Python, layout ----------------------------------------------------------------------------------
 
 

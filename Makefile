@@ -12,7 +12,7 @@ WEIGHTS_DIR ?= weights
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install browser weights test serve model-store bench bench-stages clean openapi fuzz load
+.PHONY: help install browser node weights test serve model-store bench bench-stages clean openapi fuzz load
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -33,11 +33,18 @@ install: $(STAMP)  ## create .venv with every pinned dependency (idempotent)
 weights: $(STAMP)  ## fetch or build the WEIGHTS=official|tiny|full model files into weights/
 	$(VENV)/bin/segserve-weights prepare $(WEIGHTS) --dir $(WEIGHTS_DIR)
 
-browser:  ## Debian's Chromium for the browser tests (Playwright never downloads a browser here)
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && SUDO= || SUDO=sudo; \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+# $(call apt_install,PACKAGE): the system's package, with sudo unless root
+apt_install = { [ "$$(id -u)" = 0 ] && SUDO= || SUDO=sudo; \
+  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(1); }
 
-test: $(STAMP) browser  ## run the whole test suite (random tiny weights, no network)
+browser:  ## Debian's Chromium for the browser tests (Playwright never downloads a browser here)
+	@command -v chromium >/dev/null || $(call apt_install,chromium)
+
+node:  ## Node.js for the web UI's unit tests (node --test tests/web), from the system's packages when missing
+	@command -v node >/dev/null || $(call apt_install,nodejs)
+
+test: $(STAMP) browser node  ## run the whole test suite (random tiny weights, no network)
+	node --test tests/web/*.test.mjs
 	$(VENV)/bin/segserve-weights prepare tiny --dir $(WEIGHTS_DIR)
 	PATH="$(abspath $(VENV))/bin:$$PATH" SEGSERVE_WEIGHTS_DIR=$(abspath $(WEIGHTS_DIR)) $(PY) -m pytest $(PYTEST_ARGS)
 

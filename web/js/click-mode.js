@@ -2,41 +2,13 @@
 // offered with their scores. Every answered prompt is a step that undo / redo / clear move through (clear is a step
 // too, so it can be undone). Refining a text detection starts from its mask, sent as mask_input with every click.
 
+import {History} from './history.js';
 import {decodeRle} from './rle.js';
 import {colourAt, cssColour} from './palette.js';
 import {paint} from './masks.js';
 
 const MAX_POINTS = 64;  // the API's limit
 const EMPTY = Object.freeze({points: [], box: null, masks: [], chosen: 0});
-
-class History {
-  constructor(initial) {
-    this.states = [initial];
-    this.index = 0;
-  }
-
-  get current() {
-    return this.states[this.index];
-  }
-
-  push(state) {
-    this.states.splice(this.index + 1);
-    this.states.push(state);
-    this.index++;
-  }
-
-  replace(state) {
-    this.states[this.index] = state;
-  }
-
-  get canUndo() {
-    return this.index > 0;
-  }
-
-  get canRedo() {
-    return this.index < this.states.length - 1;
-  }
-}
 
 export class ClickMode {
   constructor(root, app) {
@@ -111,15 +83,11 @@ export class ClickMode {
   }
 
   undo() {
-    if (!this.history.canUndo) return;
-    this.history.index--;
-    this.changed();
+    if (this.history.undo()) this.changed();
   }
 
   redo() {
-    if (!this.history.canRedo) return;
-    this.history.index++;
-    this.changed();
+    if (this.history.redo()) this.changed();
   }
 
   clear() {

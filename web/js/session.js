@@ -35,16 +35,15 @@ export class Segmenter {
       reply = await postJson(this.endpointUrl(), payload);
     } catch (error) {
       if (generation !== this.generation) return null;
-      if (error instanceof ApiError && error.retryAfterS && retries > 0) {
-        const wait = Math.min(MAX_WAIT_S, error.retryAfterS);
-        this.log.add({action: fields.action, sentAs, error, note: `retried after ${wait} s`});
-        this.onWait(wait, error);
-        await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+      const next = afterFailure(error, {byId, retries});
+      if (next && next.waitS) {
+        this.log.add({action: fields.action, sentAs, error, note: `retried after ${next.waitS} s`});
+        this.onWait(next.waitS, error);
+        await new Promise((resolve) => setTimeout(resolve, next.waitS * 1000));
         return generation === this.generation ? this.run(fields, retries - 1) : null;
       }
-      const recoverable = byId && error instanceof ApiError && error.status === 404 && error.code === 'not_found';
-      this.log.add({action: fields.action, sentAs, error, note: recoverable ? 'image sent again' : ''});
-      if (!recoverable) throw error;
+      this.log.add({action: fields.action, sentAs, error, note: next ? 'image sent again' : ''});
+      if (!next) throw error;
       this.imageId = null;
       return this.run(fields, retries);
     }
@@ -59,6 +58,17 @@ export class Segmenter {
     this.log.add({action: fields.action, sentAs, ms: reply.ms, answer});
     return answer;
   }
+}
+
+/**
+ * What to do after a failed request: {waitS} to send it again after that wait (a 503 that says when, while
+ * `retries` last), {resend: true} to send it again with the image (its `image_id` was not known), or null to fail.
+ */
+export function afterFailure(error, {byId, retries}) {
+  if (!(error instanceof ApiError)) return null;
+  if (error.retryAfterS && retries > 0) return {waitS: Math.min(MAX_WAIT_S, error.retryAfterS)};
+  if (byId && error.status === 404 && error.code === 'not_found') return {resend: true};
+  return null;
 }
 
 /** The last requests, newest first, in a table; the newest also in one line a screen reader announces. */

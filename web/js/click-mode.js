@@ -1,6 +1,7 @@
-// Click mode: points (object / not object) and a box → SAM2 masks; with "3 candidates" on, the three answers are
-// offered with their scores. Every answered prompt is a step that undo / redo / clear move through (clear is a step
-// too, so it can be undone). Refining a text detection starts from its mask, sent as mask_input with every click.
+// Click mode: points (object / not object) and a box → masks from SAM2, or from SAM 3's tracker when text mode's
+// model is SAM 3 (one encoding for both); with "3 candidates" on, the three answers are offered with their scores.
+// Every answered prompt is a step that undo / redo / clear move through (clear is a step too, so it can be undone).
+// Refining a text detection starts from its mask, sent as mask_input with every click, to the model that found it.
 
 import {History} from './history.js';
 import {decodeRle} from './rle.js';
@@ -18,13 +19,25 @@ export class ClickMode {
     this.multimask = root.querySelector('#multimask');
     this.banner = root.querySelector('#refine-banner');
     this.buttons = Object.fromEntries(['undo', 'redo', 'clear'].map((n) => [n, root.querySelector(`#${n}`)]));
-    this.target = null;  // {index, label, colour, start}: the text detection being refined
+    this.target = null;  // {index, label, colour, start, action}: the text detection being refined
     this.history = new History(EMPTY);
     this.buttons.undo.addEventListener('click', () => this.undo());
     this.buttons.redo.addEventListener('click', () => this.redo());
     this.buttons.clear.addEventListener('click', () => this.clear());
     root.querySelector('#refine-done').addEventListener('click', () => this.app.endRefine());
+    this.modelChanged();
     this.render();
+  }
+
+  /** "sam2", or "sam3" when refining a SAM 3 detection or when text mode's model is SAM 3. */
+  get action() {
+    if (this.target) return this.target.action;
+    return this.app.text && this.app.text.model === 'sam3' ? 'sam3' : 'sam2';
+  }
+
+  modelChanged() {
+    this.root.querySelector('#click-model').textContent =
+      `Clicks are answered by ${this.action === 'sam3' ? "SAM 3's tracker" : 'SAM2'}.`;
   }
 
   reset() {
@@ -38,14 +51,17 @@ export class ClickMode {
     const start = {points: [], box: null, chosen: 0,
                    masks: [{rle: detection.rle, decoded: detection.decoded, score: detection.score,
                             box: detection.box, area: detection.area}]};
-    this.target = {index, label: detection.label, colour: detection.colour, start};
+    this.target = {index, label: detection.label, colour: detection.colour, start,
+                   action: detection.action === 'sam3' ? 'sam3' : 'sam2'};
+    this.modelChanged();
     this.history = new History(start);
-    this.multimask.checked = false;  // with several points and a mask, SAM2's single answer is the better one
+    this.multimask.checked = false;  // with several points and a mask, the single answer is the better one
     this.render();
   }
 
   endRefine() {
     this.reset();
+    this.modelChanged();
   }
 
   addPoint(point) {
@@ -63,7 +79,7 @@ export class ClickMode {
 
   async run(next, pending) {
     this.app.stage.setPrompts({points: this.history.current.points, box: this.history.current.box, pending});
-    const fields = {action: 'sam2', multimask: this.multimask.checked};
+    const fields = {action: this.action, multimask: this.multimask.checked};
     if (next.points.length) {
       fields.points = next.points.map((p) => [p.x, p.y]);
       fields.labels = next.points.map((p) => p.label);

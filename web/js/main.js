@@ -22,9 +22,9 @@ class App {
       $('#busy-text').textContent = `Endpoint busy (${error.code}): retrying in ${seconds} s…`;
     });
     this.stage = new Stage($('#stage'), {
-      onPoint: (point) => this.busy || this.click.addPoint(point),
-      onBox: (box) => this.busy || this.click.setBox(box),
-      onHover: (at) => this.text.hoverAt(at),
+      onPoint: (point) => this.busy || this.imagePoint(point),
+      onBox: (box, negative) => this.busy || this.imageBox(box, negative),
+      onHover: (at) => this.mode === 'text' && this.text.hoverAt(at),
     });
     this.image = null;
     this.mode = 'text';
@@ -196,10 +196,28 @@ class App {
       tab.tabIndex = selected ? 0 : -1;
       $(`#${tab.getAttribute('aria-controls')}`).hidden = !selected;
     }
-    this.stage.setInteractive(mode === 'click');
+    this.stage.setInteractive(true);  // a click segments in every mode (imagePoint)
     document.body.dataset.mode = mode;
     (mode === 'text' ? this.text : this.click).show();
     this.refreshDownloads();
+  }
+
+  /** A click on the image. Click mode: one more point. Text mode: on a detection, refine it; elsewhere, switch
+   * to click mode and segment the object there (what people expect of a click on a picture). */
+  imagePoint(point) {
+    if (this.mode === 'text') {
+      const index = this.text.detectionAt(point);
+      if (index >= 0) this.refine(index);
+      else this.setMode('click');
+    }
+    return this.click.addPoint(point);
+  }
+
+  /** A box dragged on the image: SAM 3's text mode takes it as an example box; otherwise a box prompt. */
+  imageBox(box, negative) {
+    if (this.mode === 'text' && this.text.model === 'sam3') return this.text.addExemplar(box, negative);
+    if (this.mode === 'text') this.setMode('click');
+    return this.click.setBox(box);
   }
 
   refine(index) {

@@ -1,5 +1,5 @@
 // Requests about the current image. The first one carries the image; later ones its `image_id` (the endpoint keeps
-// the image's SAM2 embedding, so a click costs a decode, not an encode). An endpoint that no longer knows the id
+// the image's SAM2 / SAM 3 encoding, so a click costs a decode, not an encode). An endpoint that no longer knows the id
 // (evicted, restarted, another instance) answers 404 not_found: the request is sent again with the image itself.
 // A 503 that says when to retry (a model restarting, a full queue) is retried after that wait, up to RETRIES times.
 
@@ -97,10 +97,12 @@ export class RequestLog {
 }
 
 function encoderText(answer, timings) {
-  const ran = 'sam2_image_encoder' in timings;
+  const sam3 = answer.action === 'sam3';
+  const stage = sam3 ? 'sam3_vision_encoder' : 'sam2_image_encoder';
+  const ran = stage in timings;
   const cache = answer.cache ? `cache ${answer.cache}, ` : '';
-  if (!('sam2_mask_decoder' in timings) && !ran) return `${cache}no SAM2 stage`;
-  return ran ? `${cache}encoder ran (${seconds(timings.sam2_image_encoder)})` : `${cache}encoder skipped`;
+  if (!sam3 && !('sam2_mask_decoder' in timings) && !ran) return `${cache}no SAM2 stage`;
+  return ran ? `${cache}encoder ran (${seconds(timings[stage])})` : `${cache}encoder skipped`;
 }
 
 function seconds(ms) {

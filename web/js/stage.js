@@ -176,7 +176,7 @@ export class Stage {
                    negative: event.button === 2 || event.altKey || event.shiftKey};
     });
     surface.addEventListener('pointermove', (event) => {
-      if (!this.interactive && this.image) this.onHover(this.toImage(event));
+      if (this.image && !this.drag) this.onHover(this.toImage(event));
       if (!this.drag) return;
       const moved = Math.hypot(event.clientX - this.drag.screen[0], event.clientY - this.drag.screen[1]);
       if (moved > DRAG_PX || this.drag.box) {
@@ -192,13 +192,13 @@ export class Stage {
       if (!drag) return;
       if (drag.box) {
         const [x0, y0, x1, y1] = drag.box;
-        if (x1 - x0 >= 1 && y1 - y0 >= 1) this.onBox(drag.box);
+        if (x1 - x0 >= 1 && y1 - y0 >= 1) this.onBox(drag.box, drag.negative);
         this.drawPrompts();
       } else {
         this.onPoint({...drag.start, label: drag.negative ? 0 : 1});
       }
     });
-    surface.addEventListener('pointerleave', () => this.interactive || this.onHover(null));
+    surface.addEventListener('pointerleave', () => this.onHover(null));
     surface.addEventListener('pointercancel', () => {
       this.drag = null;
       this.drawPrompts();

@@ -197,6 +197,32 @@ def test_a_sam3_worker_killed_mid_request_is_503_model_restarting_too(faults_ser
     assert body["action"] == "sam3" and body["mode"] == "concept"
 
 
+def test_a_batch_loses_no_record_to_a_worker_killed_mid_job(faults_server, image):
+    """24 JSON Lines records; the sam2 worker is SIGKILLed once a few have started: every record is answered
+    (the router tries a record that met model_restarting again after its Retry-After, within the batch's time)."""
+    server = faults_server
+    worker = _sam2_worker(server)
+    started = _inference_lines(server, worker["id"])
+    body = ("\n".join(json.dumps(sam2_click(image)) for _ in range(24)) + "\n").encode()
+    answer: dict[str, requests.Response] = {}
+    client = threading.Thread(target=lambda: answer.update(
+        reply=server.invoke(data=body, content_type="application/jsonlines", timeout=120)))
+    client.start()
+    deadline = time.monotonic() + 60
+    while _inference_lines(server, worker["id"]) < started + 3:
+        assert client.is_alive() and time.monotonic() < deadline, "the batch never got going"
+        time.sleep(0.02)
+    os.kill(worker["pid"], signal.SIGKILL)
+    client.join(120)
+    reply = answer["reply"]
+    assert reply.status_code == 200, reply.text
+    lines = [json.loads(line) for line in reply.text.splitlines()]
+    assert len(lines) == 24
+    assert all("masks" in line for line in lines), [line["error"] for line in lines if "error" in line]
+    assert _sam2_worker(server)["pid"] != worker["pid"]  # it was killed, and the batch went on on its successor
+    server.wait_healthy(120)
+
+
 # --- more requests than the model can hold ------------------------------------------------------------------
 
 

@@ -155,7 +155,7 @@ def test_a_model_that_does_not_answer_in_time_is_504_and_one_that_refuses_connec
 
 
 def test_a_batch_line_carries_the_status_and_the_wait_in_its_error():
-    router = Endpoint(Reply(507, WORKER_DIED_SIGKILL)).router()
+    router = Endpoint(Reply(507, WORKER_DIED_SIGKILL)).router(batch_seconds=5.0)  # no time to retry after 7 s
     got, body, headers = ask(router, b'{"action": "sam2"}\n', "application/jsonlines")
     (line,) = [json.loads(line) for line in body.splitlines()]
     assert got == 200 and headers == {}  # the batch itself was answered

@@ -182,3 +182,47 @@ def test_sam3_goes_to_its_model_and_ping_covers_it():
     assert status == 200 and set(json.loads(reply)["models"]) == {"router", "langsam", "sam2", "sam3"}
     models.descriptions["sam3"] = [{"workers": [{"status": "UNLOADING"}]}]
     assert call(router, b'{"action": "ping"}')[0] == 503
+
+
+class FlakyModels(FakeModels):
+    """Answers TorchServe's "Worker died." to the first `failures` forwards of the record marked "flaky"."""
+
+    def __init__(self, failures):
+        super().__init__()
+        self.failures = failures
+
+    def forward(self, model, body, headers):
+        if b"flaky" in body and self.failures:
+            self.failures -= 1
+            self.calls.append((model, body, headers))
+            return Reply(507, b'{"code": 507, "type": "InternalServerException", "message": "Worker died."}')
+        return super().forward(model, body, headers)
+
+
+def flaky_batch(failures, batch_seconds=600.0):
+    models, waits = FlakyModels(failures), []
+    router = Router(models.forward, models.descriptions.get, {"sam2": "sam2"}, batch_seconds=batch_seconds,
+                    sleep=waits.append)
+    body = b'{"action": "sam2", "n": 1}\n{"action": "sam2", "n": "flaky"}\n{"action": "sam2", "n": 3}\n'
+    status, reply, _ = call(router, body, "application/jsonlines")
+    assert status == 200
+    return [json.loads(line) for line in reply.splitlines()], waits, models
+
+
+def test_a_batch_record_that_meets_a_restarting_worker_is_retried_after_its_retry_after():
+    out, waits, models = flaky_batch(failures=2)
+    assert [o.get("action") for o in out] == ["sam2", "sam2", "sam2"]  # every record answered
+    assert waits == [5, 5] and len(models.calls) == 5  # two failed tries of the flaky record, then its answer
+
+
+def test_a_batch_gives_up_on_a_record_when_retrying_would_outlast_the_batch():
+    out, waits, _ = flaky_batch(failures=100, batch_seconds=3.0)  # Retry-After 5 s does not fit in 3 s
+    assert out[0]["action"] == "sam2" and out[2]["action"] == "sam2"
+    assert out[1]["error"]["code"] == "model_restarting" and out[1]["error"]["status"] == 503 and waits == []
+
+
+def test_a_batch_retries_a_record_a_bounded_number_of_times():
+    from segserve.routing.router import BATCH_RETRIES
+
+    out, waits, _ = flaky_batch(failures=100)
+    assert out[1]["error"]["code"] == "model_restarting" and len(waits) == BATCH_RETRIES

@@ -29,6 +29,9 @@ from segserve.routing.faults import Describe, RetryAfter, WorkerStates, no_ready
 log = logging.getLogger(__name__)
 
 _ERROR_LINE_ROOM = 320  # bytes kept free per record for a "not answered" error line
+# A batch record that meets a transient 503 (a worker restarting, a full queue) is tried again after its
+# Retry-After, this many times at most, and only while the batch can still finish in time.
+BATCH_RETRIES = 8
 
 # (model name, body, headers) → the model's response
 Forward = Callable[[str, bytes, dict], Reply]
@@ -48,6 +51,7 @@ class Router:
         worker_states_ttl_s: float = 1.0,
         homes: Sequence[ImageHomes] = (),
         session_ttl_s: int = 1200,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         self.forward = forward
         self.describe = describe
@@ -63,6 +67,7 @@ class Router:
         self.workers = WorkerStates(describe, worker_states_ttl_s)
         self.homes = {home.action: home for home in homes}  # an action's replicas, chosen by image id
         self.session_ttl_s = session_ttl_s
+        self.sleep = sleep
 
     def __call__(
         self, body: bytes, content_type: str | None, headers: Mapping[str, str], request_id: str | None = None
@@ -179,7 +184,9 @@ class Router:
         Over max_response_bytes TorchServe would kill the worker, so each record keeps room for an error
         line, and once the answers fill the rest, the remaining records get a 413 error line instead.
         Likewise a record that could not finish within `batch_seconds` (judged by the slowest record so
-        far) is not started: it gets a 504 error line.
+        far) is not started: it gets a 504 error line. A record that meets a transient 503 (model_restarting,
+        overloaded, not_ready) waits its Retry-After and runs again while the batch has time, so a worker killed
+        mid-job costs no record; only records wrong in themselves get error lines.
         """
         records = [(number, line) for number, line in enumerate(body.splitlines(), start=1) if line.strip()]
         budget = self.max_response_bytes - _ERROR_LINE_ROOM * len(records)
@@ -192,7 +199,8 @@ class Router:
                     "send fewer records per request")))
                 continue
             record_started = time.monotonic()
-            answer = self._record(number, line) if used < budget else None
+            deadline = started + self.batch_seconds - slowest
+            answer = self._record(number, line, deadline) if used < budget else None
             slowest = max(slowest, time.monotonic() - record_started)
             if answer is None or used + len(answer) > budget:
                 used = budget  # full: the records after this one are not run either
@@ -204,15 +212,21 @@ class Router:
             lines.append(answer)
         return b"\n".join(lines) + b"\n"
 
-    def _record(self, number: int, line: bytes) -> bytes:
+    def _record(self, number: int, line: bytes, deadline: float = float("inf")) -> bytes:
         try:
             payload = json.loads(line)
         except ValueError as exc:
             return _error_line(InvalidRequest(f"line {number} is not valid JSON: {exc}"))
-        try:
-            return _batch_line(self._payload(payload, line))
-        except ServiceError as error:
-            return _error_line(error)
+        for attempt in range(BATCH_RETRIES + 1):
+            try:
+                return _batch_line(self._payload(payload, line))
+            except NotReady as error:  # transient: the record itself may be fine
+                if attempt == BATCH_RETRIES or time.monotonic() + error.retry_after_s > deadline:
+                    return _error_line(error)
+                log.info("batch line %d: %s; trying again in %d s", number, error.code, error.retry_after_s)
+                self.sleep(error.retry_after_s)
+            except ServiceError as error:
+                return _error_line(error)
 
 
 def _error_line(error: ServiceError) -> bytes:

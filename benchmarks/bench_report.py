@@ -40,8 +40,11 @@ def p50(samples: list[Sample]) -> float:
     return statistics.median(s.ms for s in samples)
 
 
+R_GOAL_MB, D_GOAL = 600.0, 0.0
+
+
 def print_report(samples: dict[str, list[Sample]], ready_s: float, batching: list[str] | None, machine: str,
-                 warmups: list[str]) -> None:
+                 warmups: list[str], core: dict | None = None) -> None:
     print(f"\n== segserve bench, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC ==")
     print(f"  {machine}; torch {torch.__version__}; full random models (sam2.1 small, grounding-dino-tiny, SAM 3 when the weights have it)")
     print(f"  /ping 200 after {ready_s:.1f} s from the entrypoint's start")
@@ -74,6 +77,17 @@ def print_report(samples: dict[str, list[Sample]], ready_s: float, batching: lis
     missed += [] if p5_met else ["P5"]
     print(f"  {'P5':<4}{ready_s:>13.1f}s{'':>18}{f'<= {P5_GOAL_S:g}s':>8}  {'met' if p5_met else 'MISSED'}"
           "  entrypoint start → /ping 200")
+    core = core or {}
+    if "R" in core:
+        r_met = core["R"] <= R_GOAL_MB
+        missed += [] if r_met else ["R"]
+        print(f"  {'R':<4}{core['R']:>12.0f}MB{'':>18}{f'<= {R_GOAL_MB:g}':>8}  {'met' if r_met else 'MISSED'}"
+              "  summed PSS of the router workers")
+    if "D" in core:
+        d_met = core["D"] <= D_GOAL
+        missed += [] if d_met else ["D"]
+        print(f"  {'D':<4}{core['D']:>14.2f}{'':>18}{'= 0':>8}  {'met' if d_met else 'MISSED'}"
+              f"  GET /models/... per cached click ({core['D_lines']} access-log lines over the clicks)")
     if batching:
         print("\n  TorchServe batching (sam2 direct, /predictions/<model>, concurrent cached clicks)")
         for line in batching:
@@ -81,7 +95,8 @@ def print_report(samples: dict[str, list[Sample]], ready_s: float, batching: lis
     print(f"\n  goals missed: {', '.join(missed) if missed else 'none'}")
     print(f"bench: P1={results['P1']:.1f}x P2={results['P2']:.2f} P3={results['P3']:.2f} P4={results['P4']:.2f} "
           f"P5={ready_s:.1f}s P6={results['P6']:.2f}"
-          + "".join(f" {key}={results[key]:.2f}" for key in ("S1", "S2", "S3") if key in results))
+          + "".join(f" {key}={results[key]:.2f}" for key in ("S1", "S2", "S3") if key in results)
+          + (f" R={core['R']:.0f}MB" if "R" in core else "") + (f" D={core['D']:.2f}" if "D" in core else ""))
 
 
 def stage_summary(values: list[Sample]) -> str:

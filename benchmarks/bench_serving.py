@@ -14,6 +14,7 @@ shared machine hits all of them alike: compare the ratios, not the milliseconds.
     P5  seconds from the entrypoint's start to /ping 200                                goal <= 30 s
     P6  p50 langsam with 5 detections / with 1 detection, same image                    goal <= 1.3
     S1–S3  SAM 3's, when the weights have it (benchmarks/bench_sam3.py)
+    R, D   router workers' memory and management calls per cached click (benchmarks/bench_core.py)
 
 The last line printed is `bench: P1=<ratio>x P2=<ratio> P3=<ratio> P4=<ratio> P5=<seconds>s P6=<ratio>`
 (then S1=… S2=… S3=… with SAM 3).
@@ -42,6 +43,7 @@ sys.path.insert(0, str(REPO))  # tests/ and benchmarks/ are plain folders of the
 
 from bench_pipelines import cpu_model, synthetic_scene  # noqa: E402
 from bench_batching import measure_batching  # noqa: E402
+from bench_core import management_calls_per_click, router_pss_mb  # noqa: E402
 from bench_sam3 import sam3_rounds  # noqa: E402
 from bench_report import Sample, print_report  # noqa: E402
 from tests.integration.conftest import build_store, start_entrypoint  # noqa: E402
@@ -230,6 +232,11 @@ def main(argv: list[str] | None = None) -> None:
         progress(f"/ping 200 after {ready_s:.1f} s")
         client = Client(serving.inference)
         samples, cached = click_rounds(args, client, progress)
+        core = {"R": router_pss_mb(serving)}
+        if cached:
+            core["D"], core["D_lines"] = management_calls_per_click(serving, client, click(
+                {"image_id": samples["sam2 click, cached 1024x768"][0].image_id}, SMALL))
+        progress(f"router workers' PSS {core['R']:.0f} MB; management calls per cached click {core.get('D', '-')}")
         samples.update(langsam_rounds(args, client, cached, progress))
         if args.sam3_rounds and WeightsBundle.load(args.weights).sam3_dir is not None:
             samples.update(sam3_rounds(args.sam3_rounds, client, scene, jpeg, b64, SMALL, progress))
@@ -243,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
         progress("stopping the server")
         serving.stop()
     machine = f"{cpu_model()}, {os.cpu_count()} logical cores"
-    print_report(samples, ready_s, batching, machine, warmups(run_dir))
+    print_report(samples, ready_s, batching, machine, warmups(run_dir), core)
 
 
 def bench_model_config(target: Path) -> Path:

@@ -15,7 +15,6 @@ results follow `Sam3Processor.post_process_instance_segmentation` and `Sam3Track
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -27,8 +26,6 @@ import torch
 from segserve.contract.errors import WeightsError
 from segserve.models.runtime import Runtime, StageTimer
 from segserve.models.sam2_pipeline import MaskPrediction, Sam2Prompt, logits_from_mask
-
-log = logging.getLogger(__name__)
 
 # Upsampling masks to image size costs chunk×H×W float32 values: keep that under ~256 MB.
 _UPSAMPLE_VALUE_BUDGET = 64 * 1024 * 1024

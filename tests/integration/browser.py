@@ -51,12 +51,14 @@ class Exchange:
 
 
 class UiPage:
-    """The web UI in one browser tab, recording every segmentation request it sends (pings aside)."""
+    """The web UI in one browser tab, recording every segmentation request it sends (pings and session closes
+    aside: those are in `session_requests`)."""
 
     def __init__(self, page: Page, url: str):
         self.page = page
         self.url = url
         self._responses: list[Response] = []
+        self.session_requests: list[Exchange] = []
         page.on("response", self._record)
         self.console_errors: list[str] = []
         page.on("pageerror", lambda error: self.console_errors.append(str(error)))
@@ -64,7 +66,10 @@ class UiPage:
     def _record(self, response: Response) -> None:
         request = response.request
         if request.method == "POST" and request.url.endswith("/invocations"):
-            if (request.post_data_json or {}).get("action") != "ping":
+            body = request.post_data_json or {}
+            if "requestType" in body:  # a session's close (web/js/api.js closeSession), sent without waiting
+                self.session_requests.append(Exchange(body, response.status, None))
+            elif body.get("action") != "ping":
                 self._responses.append(response)
 
     def open(self) -> UiPage:

@@ -1,6 +1,8 @@
 // One POST to the endpoint. Every failure becomes an ApiError whose message a person can act on: the API's own
 // error.message when it sent one, else a sentence about what went wrong on the way.
 
+import {SESSION_HEADER} from './sticky-session.js';
+
 const TIMEOUT_MS = 75_000;  // the endpoint gives a model 60 s; allow for the router and the network
 
 export class ApiError extends Error {
@@ -14,8 +16,11 @@ export class ApiError extends Error {
   }
 }
 
-/** POST `payload` as JSON; resolves to {body, ms, status} for a 2xx JSON answer, else rejects with an ApiError. */
-export async function postJson(url, payload) {
+/**
+ * POST `payload` as JSON (with `headers` too); resolves to {body, ms, status, headers} for a 2xx JSON answer, else
+ * rejects with an ApiError.
+ */
+export async function postJson(url, payload, headers = {}) {
   const started = performance.now();
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
@@ -24,7 +29,7 @@ export async function postJson(url, payload) {
   try {
     response = await fetch(url, {
       method: 'POST',
-      headers: {'Content-Type': 'application/json'},
+      headers: {'Content-Type': 'application/json', ...headers},
       body: JSON.stringify(payload),
       signal: controller.signal,
       credentials: 'omit',
@@ -44,8 +49,21 @@ export async function postJson(url, payload) {
   } catch {
     body = null;
   }
-  if (response.ok && body && typeof body === 'object') return {body, ms, status: response.status};
+  if (response.ok && body && typeof body === 'object') {
+    return {body, ms, status: response.status, headers: response.headers};
+  }
   throw errorFrom(response, body, text);
+}
+
+/** Closes SageMaker session `id`; fire and forget, and still sent while the page unloads (keepalive). */
+export function closeSession(url, id) {
+  fetch(url, {
+    method: 'POST',
+    keepalive: true,
+    credentials: 'omit',
+    headers: {'Content-Type': 'application/json', [SESSION_HEADER]: id},
+    body: JSON.stringify({requestType: 'CLOSE'}),
+  }).catch(() => {});  // a session nobody closes expires on its own
 }
 
 function errorFrom(response, body, text) {

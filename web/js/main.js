@@ -37,7 +37,12 @@ class App {
     this.bindDownloads();
     this.bindShortcuts();
     $('#error .dismiss').addEventListener('click', () => this.clearError());
-    bindSettingsDialog($('#settings'), this.settings, () => this.checkHealth());
+    bindSettingsDialog($('#settings'), this.settings, () => {
+      this.segmenter.endpointChanged();
+      this.checkHealth();
+    });
+    // Leaving (or hiding into the back-forward cache): close the image's session; a page shown again opens another.
+    window.addEventListener('pagehide', () => this.segmenter.endSession());
     this.setMode('text');
     this.checkHealth();
   }

@@ -2,52 +2,83 @@
 // the image's SAM2 / SAM 3 encoding, so a click costs a decode, not an encode). An endpoint that no longer knows the id
 // (evicted, restarted, another instance) answers 404 not_found: the request is sent again with the image itself.
 // A 503 that says when to retry (a model restarting, a full queue) is retried after that wait, up to RETRIES times.
+// Behind SageMaker, a stateful session (sticky-session.js) keeps the image's requests on the instance that encoded
+// it: opened with the image, closed when the image changes or the page goes away, and opened again (with the
+// image) when it expired or the endpoint refused it (400 session_expired, or 404 not_found: the instance lost it).
 
-import {ApiError, postJson} from './api.js';
+import {ApiError, closeSession, postJson} from './api.js';
+import {NEW_SESSION, NEW_SESSION_HEADER, SESSION_HEADER, StickySession, parseNewSession} from './sticky-session.js';
 
 const RETRIES = 2;
 const MAX_WAIT_S = 15;
 
 export class Segmenter {
-  constructor(endpointUrl, log, onWait) {
+  constructor(endpointUrl, log, onWait, now = () => Date.now()) {
     this.endpointUrl = endpointUrl;  // () => the URL to POST to
     this.log = log;
     this.onWait = onWait;  // (seconds, error): told before waiting to retry a 503
+    this.now = now;
+    this.session = new StickySession(now);
     this.image = null;
     this.imageId = null;
     this.generation = 0;  // bumped by every new image: answers about an older one are dropped
   }
 
   setImage(image) {
+    this.endSession();
     this.image = image;
     this.imageId = null;
     this.generation++;
   }
 
+  /** Closes the image's session, if one is open (a new image, the page going away). */
+  endSession() {
+    const id = this.session.end();
+    if (id) closeSession(this.endpointUrl(), id);
+  }
+
+  /** Another endpoint: whether it does sessions is found out again. */
+  endpointChanged() {
+    this.endSession();
+    this.session = new StickySession(this.now);
+    this.imageId = null;
+  }
+
   /** Runs `fields` (action and prompt) on the current image; resolves to the answer, or null if the image changed. */
   async run(fields, retries = RETRIES) {
     const generation = this.generation;
-    const byId = this.imageId !== null;
+    const {sendImage, header} = this.session.plan(this.imageId !== null);
+    const byId = !sendImage;
     const payload = {...fields, ...(byId ? {image_id: this.imageId} : this.image.payload)};
-    const sentAs = byId ? 'image_id' : Object.keys(this.image.payload)[0];
+    const sentAs = (byId ? 'image_id' : Object.keys(this.image.payload)[0]) +
+                   (header === NEW_SESSION ? ' · new session' : header ? ' · session' : '');
     let reply;
     try {
-      reply = await postJson(this.endpointUrl(), payload);
+      reply = await postJson(this.endpointUrl(), payload, header ? {[SESSION_HEADER]: header} : {});
     } catch (error) {
       if (generation !== this.generation) return null;
-      const next = afterFailure(error, {byId, retries});
+      const next = afterFailure(error, {byId, retries, inSession: Boolean(header) && header !== NEW_SESSION});
       if (next && next.waitS) {
         this.log.add({action: fields.action, sentAs, error, note: `retried after ${next.waitS} s`});
         this.onWait(next.waitS, error);
         await new Promise((resolve) => setTimeout(resolve, next.waitS * 1000));
         return generation === this.generation ? this.run(fields, retries - 1) : null;
       }
-      this.log.add({action: fields.action, sentAs, error, note: next ? 'image sent again' : ''});
+      const note = next ? `image sent again${next.reopen ? ', new session' : ''}` : '';
+      this.log.add({action: fields.action, sentAs, error, note});
       if (!next) throw error;
+      if (next.reopen && error.code === 'session_expired') this.session.end();  // gone: nothing to close
+      else if (next.reopen) this.endSession();
       this.imageId = null;
       return this.run(fields, retries);
     }
-    if (generation !== this.generation) return null;
+    const answerHeader = (name) => reply.headers.get(name);
+    if (generation !== this.generation) {  // an answer about an older image: a session it opened is not needed
+      const opened = parseNewSession(answerHeader(NEW_SESSION_HEADER));
+      if (opened) closeSession(this.endpointUrl(), opened.id);
+      return null;
+    }
+    this.session.answered(header, answerHeader);
     const answer = reply.body;
     const {width, height} = this.image.sent;
     if (answer.image && (answer.image.width !== width || answer.image.height !== height)) {
@@ -62,12 +93,14 @@ export class Segmenter {
 
 /**
  * What to do after a failed request: {waitS} to send it again after that wait (a 503 that says when, while
- * `retries` last), {resend: true} to send it again with the image (its `image_id` was not known), or null to fail.
+ * `retries` last), {resend: true, reopen} to send it again with the image (its `image_id` was not known, or the
+ * session it named is gone; `reopen`: in a new session), or null to fail. `inSession`: it named an open session.
  */
-export function afterFailure(error, {byId, retries}) {
+export function afterFailure(error, {byId, retries, inSession = false}) {
   if (!(error instanceof ApiError)) return null;
   if (error.retryAfterS && retries > 0) return {waitS: Math.min(MAX_WAIT_S, error.retryAfterS)};
-  if (byId && error.status === 404 && error.code === 'not_found') return {resend: true};
+  if (byId && error.status === 404 && error.code === 'not_found') return {resend: true, reopen: inSession};
+  if (inSession && error.status === 400 && error.code === 'session_expired') return {resend: true, reopen: true};
   return null;
 }
 

@@ -1,4 +1,5 @@
-"""segserve-deploy: build and push the image, deploy, update, batch-transform and tear down a segserve endpoint."""
+"""segserve-deploy: build and push the image, deploy, update, serve the web UI for, batch-transform and tear down a
+segserve endpoint."""
 
 from __future__ import annotations
 
@@ -8,16 +9,17 @@ import sys
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
-from deploy import down, image, invoke, transform, up
+from deploy import down, image, invoke, transform, ui, up
 from deploy.aws import DeployError
 
 # Each module adds its subcommand with register(commands, common) and sets `run` (args → exit status).
-COMMANDS = (image, up, invoke, transform, down)
+COMMANDS = (image, up, ui, invoke, transform, down)
 
 EPILOG = """typical session:
   segserve-deploy image --repository segserve                      # prints the image URI
   segserve-deploy up --name segserve --image-uri URI --role-arn ARN --model-data model_store --bucket BUCKET
   segserve-deploy up --name segserve ... --instances 2             # zero-downtime update
+  segserve-deploy ui --name segserve                               # the web UI on API Gateway; prints its URL
   segserve-deploy invoke --name segserve --action sam2 --image photo.jpg --x 200 --y 150 --out masks/
   segserve-deploy down --name segserve
 

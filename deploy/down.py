@@ -1,6 +1,7 @@
-"""`segserve-deploy down`: delete everything `up` made for a name. Safe to run twice.
+"""`segserve-deploy down`: delete everything `up` and `ui` made for a name. Safe to run twice.
 
-In order: the autoscaling alarm, policies and scalable target; the endpoint (waiting until it is gone); every
+In order: the web UI's stack NAME-ui (only if `ui` made it: it carries NAME's tag) and the Lambda zips `ui`
+uploaded; the autoscaling alarm, policies and scalable target; the endpoint (waiting until it is gone); every
 endpoint config and model named NAME-<stamp>; the model.tar.gz files `up` uploaded for them (never an s3:// file
 you passed to `up` yourself; --keep-model-data keeps them all). Batch transform jobs are not touched: finished jobs
 cost nothing and cannot be deleted.
@@ -12,7 +13,7 @@ import argparse
 
 from botocore.exceptions import ClientError, WaiterError
 
-from deploy import scaling
+from deploy import scaling, ui
 from deploy.aws import DeployError, is_missing, session, split_s3_url
 from deploy.naming import check_name, is_stamped, is_uploaded_model_data
 
@@ -21,7 +22,7 @@ WAIT = {"Delay": 15, "MaxAttempts": 80}
 
 def register(commands, common: argparse.ArgumentParser) -> None:
     parser = commands.add_parser(
-        "down", parents=[common], help="delete the endpoint, its configs, models and autoscaling",
+        "down", parents=[common], help="delete the endpoint, its configs, models, autoscaling and web UI",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--name", required=True, type=check_name, help="the name given to `up`")
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         deleted += 1
         print(f"deleted {what}", flush=True)
 
+    ui.remove(aws, args.name, done)
     if scaling.remove(aws.client("application-autoscaling"), aws.client("cloudwatch"), args.name):
         done("autoscaling policies and target")
     if _delete_endpoint(sagemaker, args.name):

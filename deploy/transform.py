@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError, WaiterError
 
 from deploy.aws import DeployError, is_missing, session, split_s3_url
 from deploy.endpoint_config import check_instance_type
-from deploy.naming import check_name, is_stamped, stamped
+from deploy.naming import DEPLOYMENT_TAG, check_name, is_stamped, stamped
 
 JSON_LINES = "application/jsonlines"
 WAIT = {"Delay": 60, "MaxAttempts": 24 * 60}  # a day
@@ -75,7 +75,7 @@ def job_request(args: argparse.Namespace, job_name: str, model_name: str) -> dic
         "TransformOutput": {"S3OutputPath": args.output, "Accept": JSON_LINES if json_lines else "application/json",
                             "AssembleWith": "Line" if json_lines else "None"},
         "TransformResources": {"InstanceType": args.instance_type, "InstanceCount": args.instances},
-        "Tags": [{"Key": "segserve:deployment", "Value": args.name}],
+        "Tags": [{"Key": DEPLOYMENT_TAG, "Value": args.name}],
     }
 
 

@@ -20,7 +20,7 @@ from deploy.endpoint_config import (
     check_instance_type,
     production_variant,
 )
-from deploy.naming import check_name, is_stamped, stamped
+from deploy.naming import DEPLOYMENT_TAG, check_name, is_stamped, stamped
 
 OPENAI_SECRET_ENV = "SEGSERVE_OPENAI_SECRET_ID"  # the langsam worker reads the secret itself, at start
 WAIT = {"Delay": 30, "MaxAttempts": 120}  # an hour: a GPU endpoint takes 5-15 minutes
@@ -139,7 +139,7 @@ def check_secret(secretsmanager, secret_id: str) -> None:
 
 
 def _tags(name: str) -> list[dict]:
-    return [{"Key": "segserve:deployment", "Value": name}]
+    return [{"Key": DEPLOYMENT_TAG, "Value": name}]
 
 
 def create_model_and_config(sagemaker, args: argparse.Namespace, resource: str, model_data_url: str,

@@ -13,7 +13,7 @@ import pytest
 from deploy.cli import COMMANDS, build_parser, main
 from tests.client_helpers import point_boto3_at
 
-COMMAND_NAMES = ["image", "up", "invoke", "transform", "down"]
+COMMAND_NAMES = ["image", "up", "ui", "invoke", "transform", "down"]
 
 
 def test_every_command_is_registered():

@@ -1,5 +1,5 @@
 """What segserve-deploy names and asks for, checked without AWS: names `down` may delete, the AMI it sets (the one
-the Dockerfile names), the instance types it refuses."""
+the Dockerfile names), the instance types it refuses, the UI stack's name and which change set it gets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,18 @@ import pytest
 
 from deploy.aws import DeployError
 from deploy.endpoint_config import INFERENCE_AMI_VERSION, check_instance_type, production_variant
-from deploy.naming import MAX_NAME_LENGTH, check_name, is_stamped, is_uploaded_model_data, model_data_key, stamped
+from deploy.naming import (
+    MAX_NAME_LENGTH,
+    check_name,
+    is_stamped,
+    is_ui_code_key,
+    is_uploaded_model_data,
+    model_data_key,
+    stamped,
+    ui_code_key,
+    ui_stack_name,
+)
+from deploy.stack import change_set_type
 from tests.unit.dockerfile_model import DOCKERFILE, RUNTIME_STAGE, Dockerfile
 
 
@@ -33,6 +44,39 @@ def test_uploaded_model_data_is_recognised_only_under_its_own_name():
     assert is_uploaded_model_data("seg", model_data_key(resource, "seg"))
     assert not is_uploaded_model_data("seg", model_data_key(stamped("seg-2"), "seg-2"))
     assert not is_uploaded_model_data("seg", "models/model.tar.gz")
+
+
+def test_ui_zips_are_recognised_only_under_their_own_name():
+    sha = "0" * 64
+    assert is_ui_code_key("seg", ui_code_key("seg", sha))
+    assert not is_ui_code_key("seg", ui_code_key("seg-2", sha))
+    assert not is_ui_code_key("seg", model_data_key(stamped("seg"), "seg"))
+    assert not is_ui_code_key("seg", ui_code_key("seg", "f" * 63))
+
+
+def test_the_ui_stack_is_named_after_the_deployment_and_starts_with_a_letter():
+    assert ui_stack_name("segserve") == "segserve-ui"
+    longest = ui_stack_name("a" * MAX_NAME_LENGTH)
+    assert len(longest) <= 64  # the Lambda function is named after the stack: 64 characters at most
+    with pytest.raises(DeployError, match="must start with a letter"):
+        ui_stack_name("1seg")
+
+
+@pytest.mark.parametrize(("status", "kind"), [
+    (None, "CREATE"), ("REVIEW_IN_PROGRESS", "CREATE"), ("CREATE_COMPLETE", "UPDATE"),
+    ("UPDATE_COMPLETE", "UPDATE"), ("UPDATE_ROLLBACK_COMPLETE", "UPDATE"),
+])
+def test_a_change_set_creates_or_updates_by_the_stacks_state(status, kind):
+    assert change_set_type(status and {"StackName": "s-ui", "StackStatus": status}) == kind
+
+
+@pytest.mark.parametrize(("status", "message"), [
+    ("ROLLBACK_COMPLETE", "segserve-deploy down"), ("DELETE_FAILED", "segserve-deploy down"),
+    ("UPDATE_IN_PROGRESS", "wait until it has finished"), ("CREATE_IN_PROGRESS", "wait until it has finished"),
+])
+def test_a_stack_that_cannot_take_a_change_set_is_refused_with_what_to_do(status, message):
+    with pytest.raises(DeployError, match=message):
+        change_set_type({"StackName": "s-ui", "StackStatus": status})
 
 
 @pytest.mark.parametrize("bad", ["", "-seg", "seg-", "seg_1", "a" * (MAX_NAME_LENGTH + 1)])

@@ -3,6 +3,7 @@ settings) is what deploy/lambda_function.py reads."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import subprocess
 import sys
@@ -78,13 +79,67 @@ def test_the_endpoint_name_must_be_lower_case_as_its_arn_is(template):
     assert pattern.match("segserve-prod") and not pattern.match("SegServe")
 
 
-def test_the_api_is_throttled_and_routes_only_post_and_preflight(template):
+def _routes(template) -> dict[str, dict]:
+    return {r["Properties"]["RouteKey"]: r["Properties"] for r in template["Resources"].values()
+            if r["Type"] == "AWS::ApiGatewayV2::Route"}
+
+
+def test_the_api_is_throttled_and_routes_the_page_the_invocations_and_preflight(template):
     resources = template["Resources"]
     settings = resources["Stage"]["Properties"]["DefaultRouteSettings"]
     assert settings == {"ThrottlingRateLimit": {"Ref": "ThrottleRateLimit"},
                         "ThrottlingBurstLimit": {"Ref": "ThrottleBurstLimit"}}
-    routes = sorted(r["Properties"]["RouteKey"] for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Route")
-    assert routes == ["OPTIONS /invocations", "POST /invocations"]
+    assert sorted(_routes(template)) == ["GET /", "GET /{proxy+}", "OPTIONS /invocations", "POST /invocations"]
+
+
+def test_every_route_goes_to_the_one_lambda_integration(template):
+    resources = template["Resources"]
+    (integration,) = [k for k, r in resources.items() if r["Type"] == "AWS::ApiGatewayV2::Integration"]
+    target = {"Fn::Sub": f"integrations/${{{integration}}}"}
+    assert all(r["Target"] == target and r["ApiId"] == {"Ref": "HttpApi"} for r in _routes(template).values())
+    properties = resources[integration]["Properties"]
+    assert properties["IntegrationType"] == "AWS_PROXY"
+    assert properties["IntegrationUri"] == {"Fn::GetAtt": ["Function", "Arn"]}
+    assert properties["PayloadFormatVersion"] == "2.0"  # the v2 event deploy/lambda_function.py reads
+    assert resources["HttpApi"]["Properties"]["ProtocolType"] == "HTTP"
+
+
+def test_the_stage_has_no_path_prefix_so_the_page_finds_invocations_beside_it(template):
+    """The page posts to ../invocations relative to itself (web/js/settings.js): from the API's root that is
+    /invocations only on the $default stage (a named stage puts /NAME/ before every path)."""
+    stage = template["Resources"]["Stage"]["Properties"]
+    assert stage["StageName"] == "$default" and stage["AutoDeploy"] is True
+    assert template["Outputs"]["PageUrl"]["Value"] == {
+        "Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/"}
+    assert "new URL('../invocations', window.location.href)" in (REPO / "web" / "js" / "settings.js").read_text()
+
+
+def test_api_gateway_may_invoke_the_lambda_for_every_route_and_nothing_else(template):
+    """Each route's execute-api ARN (api/stage/METHOD/path) matches a permission's SourceArn; IAM's * matches any
+    characters, / included. A POST to a page file (no such route) matches none."""
+    resources = template["Resources"]
+    prefix = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${HttpApi}/"
+    permissions = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"]
+    assert all(p["FunctionName"] == {"Ref": "Function"} and p["Principal"] == "apigateway.amazonaws.com"
+               and p["Action"] == "lambda:InvokeFunction" for p in permissions)
+    sources = [p["SourceArn"]["Fn::Sub"] for p in permissions]
+    assert all(source.startswith(prefix) for source in sources)
+
+    def allowed(method: str, path: str) -> bool:
+        arn = f"{prefix}$default/{method}{path}"
+        return any(fnmatch.fnmatchcase(arn, source) for source in sources)
+
+    requests = {"GET /": ("GET", "/"), "GET /{proxy+}": ("GET", "/js/main.js"),
+                "OPTIONS /invocations": ("OPTIONS", "/invocations"), "POST /invocations": ("POST", "/invocations")}
+    assert set(requests) == set(_routes(template))
+    assert all(allowed(*request) for request in requests.values())
+    assert not allowed("POST", "/js/main.js") and not allowed("PUT", "/")
+
+
+def test_same_origin_needs_no_cors_by_default(template):
+    assert template["Parameters"]["AllowedOrigins"]["Default"] == ""
+    assert template["Resources"]["Function"]["Properties"]["Environment"]["Variables"]["ALLOWED_ORIGINS"] == {
+        "Ref": "AllowedOrigins"}
 
 
 def test_the_lambdas_handler_and_settings_are_the_ones_the_code_reads(template):
@@ -131,13 +186,13 @@ def test_the_stack_creates_the_lambda_from_the_packaged_zip_with_its_one_endpoin
             StackName="ui", TemplateBody=TEMPLATE.read_text(), Capabilities=["CAPABILITY_IAM"],
             Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()])
         assert cloudformation.describe_stacks(StackName="ui")["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
-        function = boto3.client("lambda", **aws).get_function(FunctionName="ui-ui-backend")
+        function = boto3.client("lambda", **aws).get_function(FunctionName="ui")
         configuration = function["Configuration"]
         assert configuration["Handler"] == "lambda_function.lambda_handler"
         assert configuration["Environment"]["Variables"]["ENDPOINT_NAME"] == "segserve-prod"
         assert configuration["Environment"]["Variables"]["ALLOWED_ORIGINS"] == "https://ui.example.com"
         with zipfile.ZipFile(archive) as packaged:
-            assert "lambda_function.py" in packaged.namelist()
+            assert {"lambda_function.py", "web/index.html"} <= set(packaged.namelist())
         assert configuration["CodeSize"] == archive.stat().st_size
         iam = boto3.client("iam", **aws)
         role = configuration["Role"].rsplit("/", 1)[1]

@@ -1,9 +1,14 @@
-"""A moto server on 127.0.0.1 for the segserve-deploy tests, with the one SageMaker call moto 5.2.5 lacks.
+"""A moto server on 127.0.0.1 for the segserve-deploy tests, with the one SageMaker call moto 5.2.5 lacks, and the
+HTTP API in CloudFormation.
 
 moto runs in this process (moto.server.ThreadedMotoServer) so that its SageMaker backend can be given an
 UpdateEndpoint (moto answers 500 NotImplementedError): it switches the endpoint to the new config and its
-variants, and records each call, so a test can tell an update from a delete-and-create. boto3 reaches it over real
-HTTP through AWS_ENDPOINT_URL, exactly as it would reach AWS; the CLI is never told about moto.
+variants, and records each call, so a test can tell an update from a delete-and-create. moto's CloudFormation skips
+AWS::ApiGatewayV2::* resources; the Api itself is given one here (made in moto's own API Gateway v2 backend), so a
+stack's outputs that name it — the page's URL — are filled in, and a change set's stack gets its outputs (moto
+5.2.5's ChangeSet.apply never rebuilds them: describe_stacks shows none). The API's routes, integration and stage
+stay skipped (tests/unit/test_lambda_template.py checks them). boto3 reaches the server over real HTTP through AWS_ENDPOINT_URL,
+exactly as it would reach AWS; the CLI is never told about moto.
 """
 
 from __future__ import annotations
@@ -50,8 +55,64 @@ def _update_endpoint(backend, endpoint_name: str, endpoint_config_name: str) -> 
     return endpoint.arn
 
 
+def _apply_with_outputs(apply):
+    from moto.cloudformation.parsing import OutputMap
+
+    def apply_with_outputs(change_set) -> None:
+        apply(change_set)
+        stack = change_set.stack
+        stack.output_map = OutputMap(stack.resource_map, change_set.template_dict, stack.stack_id)
+
+    return apply_with_outputs
+
+
+def _http_api_in_cloudformation():
+    """A CloudFormation model for AWS::ApiGatewayV2::Api in moto: its Ref is the API id, as in AWS."""
+    from moto.apigatewayv2.models import apigatewayv2_backends
+    from moto.cloudformation import parsing
+    from moto.core.common_models import CloudFormationModel
+
+    class HttpApi(CloudFormationModel):
+        def __init__(self, api, backend):
+            self.api, self.backend = api, backend
+            self.physical_resource_id = api.api_id
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::ApiGatewayV2::Api"
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return "Name"
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name,
+                                            **kwargs):
+            backend = apigatewayv2_backends[account_id][region_name]
+            properties = cloudformation_json["Properties"]
+            api = backend.create_api(
+                api_key_selection_expression=None, cors_configuration=None,
+                description=properties.get("Description"), disable_schema_validation=None,
+                disable_execute_api_endpoint=None, name=resource_name, protocol_type=properties["ProtocolType"],
+                route_selection_expression=None, tags={}, version=None)
+            return cls(api, backend)
+
+        @classmethod
+        def update_from_cloudformation_json(cls, original_resource, new_resource_name, cloudformation_json,
+                                            account_id, region_name):
+            return original_resource
+
+        def delete(self, account_id, region_name) -> None:
+            self.backend.delete_api(self.api.api_id)
+
+    for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
+        cached.cache_clear()
+    return HttpApi
+
+
 @pytest.fixture(scope="package")
 def moto_endpoint():
+    from moto.cloudformation.models import ChangeSet
     from moto.core.responses import ActionResult
     from moto.sagemaker.models import SageMakerModelBackend
     from moto.sagemaker.responses import SageMakerResponse
@@ -65,6 +126,8 @@ def moto_endpoint():
     patch = pytest.MonkeyPatch()
     patch.setattr(SageMakerModelBackend, "update_endpoint", _update_endpoint, raising=False)
     patch.setattr(SageMakerResponse, "update_endpoint", respond, raising=False)
+    patch.setattr(ChangeSet, "apply", _apply_with_outputs(ChangeSet.apply))
+    _http_api = _http_api_in_cloudformation()  # kept alive: moto finds its models by __subclasses__()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()

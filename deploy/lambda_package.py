@@ -15,13 +15,15 @@ import sys
 import zipfile
 from pathlib import Path
 
+from deploy.lambda_function import UI_CONTENT_TYPES
+
 REPO = Path(__file__).resolve().parent.parent
 CLIENT = REPO / "src" / "segserve" / "client"
 WEB = REPO / "web"
 # The client modules the handler imports; mask_files (numpy) and the stand-in stay out.
 CLIENT_MODULES = ("__init__.py", "endpoint.py", "errors.py", "payloads.py")
-# The page's files: what the Lambda serves from web/.
-PAGE_SUFFIXES = (".html", ".js", ".css", ".svg", ".png", ".ico")
+# The page's files: exactly the types the Lambda serves from web/.
+PAGE_SUFFIXES = tuple(UI_CONTENT_TYPES)
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can hold
 
 

@@ -12,7 +12,7 @@ WEIGHTS_DIR ?= weights
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install browser node weights test serve model-store bench bench-stages clean openapi fuzz load
+.PHONY: help install sagemaker browser node weights test serve model-store bench bench-stages clean openapi fuzz load
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -30,6 +30,14 @@ $(STAMP): pyproject.toml requirements/*.txt
 
 install: $(STAMP)  ## create .venv with every pinned dependency (idempotent)
 
+SDK_STAMP := $(VENV)/.installed-sagemaker
+
+$(SDK_STAMP): $(STAMP) requirements/sagemaker.txt
+	$(PIP) install --quiet -r requirements/sagemaker.txt -c requirements/constraints.txt
+	touch $(SDK_STAMP)
+
+sagemaker: $(SDK_STAMP)  ## add the optional SageMaker SDK (sagemaker-core: pip install .[sagemaker]) to .venv
+
 weights: $(STAMP)  ## fetch or build the WEIGHTS=official|tiny|full model files into weights/
 	$(VENV)/bin/segserve-weights prepare $(WEIGHTS) --dir $(WEIGHTS_DIR)
 
@@ -43,7 +51,7 @@ browser:  ## Debian's Chromium for the browser tests (Playwright never downloads
 node:  ## Node.js for the web UI's unit tests (node --test tests/web), from the system's packages when missing
 	@command -v node >/dev/null || $(call apt_install,nodejs)
 
-test: $(STAMP) browser node  ## run the whole test suite (random tiny weights, no network)
+test: $(STAMP) $(SDK_STAMP) browser node  ## run the whole test suite (random tiny weights, no network; with the SDK extra)
 	node --test tests/web/*.test.mjs
 	$(VENV)/bin/segserve-weights prepare tiny --dir $(WEIGHTS_DIR)
 	PATH="$(abspath $(VENV))/bin:$$PATH" SEGSERVE_WEIGHTS_DIR=$(abspath $(WEIGHTS_DIR)) $(PY) -m pytest $(PYTEST_ARGS)

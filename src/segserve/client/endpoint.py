@@ -109,31 +109,19 @@ class SegmentationClient:
             kwargs["CustomAttributes"] = custom_attributes
         if session_id:
             kwargs["SessionId"] = session_id
-        response = self._call(self.runtime.invoke_endpoint, **kwargs)
-        data = response["Body"].read()
-        answered_type = response.get("ContentType") or ""
-        session = _NEW_SESSION_HEADER.match(response.get("NewSessionId") or "")
-        return Answer(
-            body=json.loads(data) if answered_type.startswith(JSON) else data,
-            content_type=answered_type,
-            data=data,
-            session_id=session["id"] if session else None,
-            session_expires=session["expires"] if session else None,
-            closed_session_id=response.get("ClosedSessionId"),
-            variant=response.get("InvokedProductionVariant"),
-        )
+        return answer_from(call(self.runtime.invoke_endpoint, **kwargs))
 
     def invoke_async(self, body: dict | bytes, input_location: str, *, content_type: str = JSON,
                      custom_attributes: str | None = None, inference_id: str | None = None) -> AsyncInvocation:
         """Upload the request to `input_location` (s3://bucket/key) and InvokeEndpointAsync on it."""
         bucket, key = split_s3_url(input_location)
         data = json.dumps(body).encode() if isinstance(body, dict) else body
-        self._call(self.s3.put_object, Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+        call(self.s3.put_object, Bucket=bucket, Key=key, Body=data, ContentType=content_type)
         kwargs = {"EndpointName": self.endpoint_name, "InputLocation": input_location, "ContentType": content_type,
                   "Accept": JSON, "InferenceId": inference_id or str(uuid.uuid4())}
         if custom_attributes:
             kwargs["CustomAttributes"] = custom_attributes
-        response = self._call(self.runtime.invoke_endpoint_async, **kwargs)
+        response = call(self.runtime.invoke_endpoint_async, **kwargs)
         return AsyncInvocation(response["InferenceId"], response["OutputLocation"], response.get("FailureLocation"))
 
     def wait_async(self, invocation: AsyncInvocation, timeout_s: float = 900.0, poll_s: float = 2.0) -> Answer:
@@ -159,24 +147,41 @@ class SegmentationClient:
     def _read_s3(self, url: str) -> bytes | None:
         bucket, key = split_s3_url(url)
         try:
-            return self._call(self.s3.get_object, Bucket=bucket, Key=key)["Body"].read()
+            return call(self.s3.get_object, Bucket=bucket, Key=key)["Body"].read()
         except EndpointError as error:
             if error.status == 404 or error.code in ("NoSuchKey", "404"):
                 return None
             raise
 
-    @staticmethod
-    def _call(method, **kwargs):
-        try:
-            return method(**kwargs)
-        except ClientError as error:
-            raise EndpointError.from_client_error(error) from None
-        except ParamValidationError as error:  # the caller's values, refused before sending
-            raise ValueError(str(error)) from None
-        except (ConnectionError, ReadTimeoutError) as error:
-            raise EndpointUnreachable(str(error)) from None
-        except BotoCoreError as error:  # e.g. no credentials, no region: the caller's set-up
-            raise EndpointUnreachable(f"{type(error).__name__}: {error}") from None
+
+def answer_from(response: dict) -> Answer:
+    """InvokeEndpoint's reply (boto3's dict: Body, ContentType, NewSessionId, …) as an Answer."""
+    data = response["Body"].read()
+    answered_type = response.get("ContentType") or ""
+    session = _NEW_SESSION_HEADER.match(response.get("NewSessionId") or "")
+    return Answer(
+        body=json.loads(data) if answered_type.startswith(JSON) else data,
+        content_type=answered_type,
+        data=data,
+        session_id=session["id"] if session else None,
+        session_expires=session["expires"] if session else None,
+        closed_session_id=response.get("ClosedSessionId"),
+        variant=response.get("InvokedProductionVariant"),
+    )
+
+
+def call(method, **kwargs):
+    """One AWS call, its failures as this client's errors (EndpointError, EndpointUnreachable, ValueError)."""
+    try:
+        return method(**kwargs)
+    except ClientError as error:
+        raise EndpointError.from_client_error(error) from None
+    except ParamValidationError as error:  # the caller's values, refused before sending
+        raise ValueError(str(error)) from None
+    except (ConnectionError, ReadTimeoutError) as error:
+        raise EndpointUnreachable(str(error)) from None
+    except BotoCoreError as error:  # e.g. no credentials, no region: the caller's set-up
+        raise EndpointUnreachable(f"{type(error).__name__}: {error}") from None
 
 
 def split_s3_url(url: str) -> tuple[str, str]:

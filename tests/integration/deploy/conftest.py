@@ -7,8 +7,8 @@ variants, and records each call, so a test can tell an update from a delete-and-
 AWS::ApiGatewayV2::* resources; the Api itself is given one here (made in moto's own API Gateway v2 backend), so a
 stack's outputs that name it — the page's URL — are filled in, and a change set's stack gets its outputs (moto
 5.2.5's ChangeSet.apply never rebuilds them: describe_stacks shows none). The API's routes, integration and stage
-stay skipped (tests/unit/test_lambda_template.py checks them). boto3 reaches the server over real HTTP through AWS_ENDPOINT_URL,
-exactly as it would reach AWS; the CLI is never told about moto.
+stay skipped (tests/unit/test_lambda_template.py checks them). boto3 reaches the server over real HTTP through
+AWS_ENDPOINT_URL, exactly as it would reach AWS; the CLI is never told about moto.
 """
 
 from __future__ import annotations
@@ -185,3 +185,23 @@ def model_store(tmp_path):
     (weights / "model.safetensors").chmod(0o600)
     (store / "sam2" / "config.yaml").symlink_to(store / "router" / "handler.py")
     return store
+
+
+@pytest.fixture
+def aws_shaped_describes(aws, monkeypatch):
+    """moto's DescribeModel, DescribeEndpointConfig and DescribeEndpoint as AWS answers them: without the empty
+    `VpcConfig: {}` / `DataCaptureConfig: {}` moto 5.2.5 puts in (AWS leaves out what was never set). sagemaker-core
+    2.27 refuses those empty structures (its pydantic shapes require their fields), and every resource it reads
+    back — `Model.create` and `Endpoint.create` end with a get — fails on them (test_sdk.py)."""
+    from moto.core.responses import ActionResult
+    from moto.sagemaker.responses import SageMakerResponse
+
+    def without_empty(describe):
+        def answer(self) -> ActionResult:
+            return ActionResult({k: v for k, v in describe(self).result.items() if v != {}})
+
+        return answer
+
+    for name in ("describe_model", "describe_endpoint_config", "describe_endpoint"):
+        monkeypatch.setattr(SageMakerResponse, name, without_empty(getattr(SageMakerResponse, name)))
+    return aws

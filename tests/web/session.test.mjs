@@ -61,7 +61,7 @@ function answering(...replies) {
     const body = JSON.parse(init.body);
     const session = init.headers[SESSION_HEADER] ?? null;
     if (body.requestType === 'CLOSE') {
-      sent.closed.push({session, keepalive: init.keepalive});
+      sent.closed.push({session, keepalive: init.keepalive, url});
       return new Response('{}', {status: 200, headers: {'Content-Type': 'application/json'}});
     }
     sent.push({url, body, session});
@@ -157,7 +157,7 @@ test('a new image closes the old session (keepalive) and opens its own', async (
   const {session} = segmenter();
   await session.run({action: 'sam2'});
   session.setImage({payload: {image: 'b3RoZXI='}, sent: {width: 4, height: 3}});
-  assert.deepEqual(sent.closed, [{session: 's-1', keepalive: true}]);
+  assert.deepEqual(sent.closed, [{session: 's-1', keepalive: true, url: 'http://endpoint.test/invocations'}]);
   await session.run({action: 'sam2'});
   assert.deepEqual(sent.map((s) => [s.body.image, s.session]), [['aW1hZ2U=', NEW_SESSION], ['b3RoZXI=', NEW_SESSION]]);
   session.endSession();  // the page going away
@@ -214,6 +214,17 @@ test('a session opened by an answer about an image no longer shown is closed at 
   assert.equal(await pending, null);
   assert.deepEqual(sent.closed.map((c) => c.session), ['late']);
   assert.equal(session.session.id, null);
+});
+
+test('a session is closed where it was opened, even after the endpoint setting changed', async () => {
+  const sent = answering([200, ANSWER, opens('s-1')]);
+  let url = 'http://old.test/invocations';
+  const session = new Segmenter(() => url, {add: () => {}}, () => {});
+  session.setImage({payload: {image: 'aW1hZ2U='}, sent: {width: 4, height: 3}});
+  await session.run({action: 'sam2'});
+  url = 'http://new.test/invocations';  // the settings dialog saved another endpoint, then told the Segmenter
+  session.endpointChanged();
+  assert.deepEqual(sent.closed, [{session: 's-1', keepalive: true, url: 'http://old.test/invocations'}]);
 });
 
 test('another endpoint: its session support is found out again', async () => {

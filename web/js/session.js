@@ -19,6 +19,7 @@ export class Segmenter {
     this.onWait = onWait;  // (seconds, error): told before waiting to retry a 503
     this.now = now;
     this.session = new StickySession(now);
+    this.sessionUrl = null;  // where the session was opened, and so where it is closed
     this.image = null;
     this.imageId = null;
     this.generation = 0;  // bumped by every new image: answers about an older one are dropped
@@ -34,7 +35,7 @@ export class Segmenter {
   /** Closes the image's session, if one is open (a new image, the page going away). */
   endSession() {
     const id = this.session.end();
-    if (id) closeSession(this.endpointUrl(), id);
+    if (id) closeSession(this.sessionUrl, id);
   }
 
   /** Another endpoint: whether it does sessions is found out again. */
@@ -52,9 +53,10 @@ export class Segmenter {
     const payload = {...fields, ...(byId ? {image_id: this.imageId} : this.image.payload)};
     const sentAs = (byId ? 'image_id' : Object.keys(this.image.payload)[0]) +
                    (header === NEW_SESSION ? ' · new session' : header ? ' · session' : '');
+    const url = this.endpointUrl();
     let reply;
     try {
-      reply = await postJson(this.endpointUrl(), payload, header ? {[SESSION_HEADER]: header} : {});
+      reply = await postJson(url, payload, header ? {[SESSION_HEADER]: header} : {});
     } catch (error) {
       if (generation !== this.generation) return null;
       const next = afterFailure(error, {byId, retries, inSession: Boolean(header) && header !== NEW_SESSION});
@@ -75,10 +77,11 @@ export class Segmenter {
     const answerHeader = (name) => reply.headers.get(name);
     if (generation !== this.generation) {  // an answer about an older image: a session it opened is not needed
       const opened = parseNewSession(answerHeader(NEW_SESSION_HEADER));
-      if (opened) closeSession(this.endpointUrl(), opened.id);
+      if (opened) closeSession(url, opened.id);
       return null;
     }
     this.session.answered(header, answerHeader);
+    if (this.session.id !== null) this.sessionUrl = url;
     const answer = reply.body;
     const {width, height} = this.image.sent;
     if (answer.image && (answer.image.width !== width || answer.image.height !== height)) {

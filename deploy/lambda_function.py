@@ -1,8 +1,8 @@
 """The web UI on AWS: API Gateway → this Lambda → SageMaker InvokeEndpoint (deploy/template.yaml).
 
 `GET /` and `GET /<file>` answer the page's own files (ui_file), so the page and `/invocations` share one
-origin and the browser needs no CORS. `POST /invocations` forwards the UI's JSON body unchanged and answers with the endpoint's own status and body: a 400 from
-the model stays a 400 with the model's `{"error": {...}}`. What the model cannot say is added here: 413 for
+origin and the browser needs no CORS. `POST /invocations` forwards the UI's JSON body unchanged and answers
+with the endpoint's own status and body: a 400 from the model stays a 400 with the model's `{"error": {...}}`. What the model cannot say is added here: 413 for
 a body over the limit, 400 for a body that is not a JSON object, 502 when the endpoint cannot be reached or
 does not answer, 503/429 when SageMaker says it is not ready or throttles. SageMaker's own error messages
 (they name the AWS account) go to the log, never to the browser.
@@ -38,7 +38,8 @@ SAGEMAKER_STATUSES = {"ModelNotReadyException": 503, "ServiceUnavailable": 503, 
 
 # The page's files: these types only, nothing larger than this (an answer's body must stay under Lambda's 6 MB).
 UI_CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-            ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png", ".ico": "image/x-icon"}
+                    ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
+                    ".ico": "image/x-icon"}
 UI_TEXT_TYPES = (".html", ".js", ".css", ".svg")
 MAX_UI_FILE_BYTES = 4 * 1024 * 1024
 # As the local UiEndpoint (serving/plugins): scripts, styles and fonts from this origin only; connect-src stays
@@ -81,7 +82,8 @@ def lambda_handler(event: dict, context) -> dict:
     path = event.get("rawPath") or event.get("path") or http.get("path")  # none: an event made by hand
     if path is not None and path.rstrip("/").rsplit("/", 1)[-1] != "invocations":
         if method != "GET":
-            return error(405, "method_not_allowed", "GET the page's files; POST requests to /invocations", {}, request_id)
+            return error(405, "method_not_allowed", "GET the page's files; POST requests to /invocations", {},
+                         request_id)
         proxied = (event.get("pathParameters") or {}).get("proxy")
         return ui_file(proxied if proxied is not None else unquote(path), headers.get("if-none-match"), request_id)
     try:

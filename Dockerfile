@@ -132,6 +132,7 @@ COPY --from=build /opt/venv /opt/venv
 COPY --from=build /src/serving/plugins/build/segserve-plugins.jar /opt/segserve/plugins/segserve-plugins.jar
 COPY config.properties /opt/segserve/config.properties
 COPY --chmod=0755 serving/entrypoint.sh /opt/segserve/entrypoint.sh
+COPY serving/log4j2.xml /opt/segserve/log4j2.xml
 COPY --chmod=0755 serving/container/cuda-compat.sh /opt/segserve/cuda-compat.sh
 
 # The entrypoint's defaults, spelled out; the run dir (logs, pid file, generated config) is created at start in

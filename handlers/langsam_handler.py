@@ -14,12 +14,12 @@ from segserve.models.warmup import warm_up_detector
 from segserve.routing.affinity import SAM2_MODELS_ENV, home_model, sam2_models
 from segserve.routing.loopback import LoopbackClient
 from segserve.prompts.llm_endpoint import llm_endpoint
-from torchserve_io import check_model_folder, model_info, runtime_for, serve_batch, settings, weights_bundle
+from torchserve_io import start_worker, model_info, runtime_for, serve_batch, settings, weights_bundle
 
 
 class LangSamHandler:
     def initialize(self, context):
-        check_model_folder(context)
+        start_worker(context)
         config = settings(context)
         runtime = runtime_for(context, config)
         detector = GroundingDinoDetector.from_bundle(weights_bundle(context, config), runtime)

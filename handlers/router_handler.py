@@ -7,16 +7,17 @@ from segserve.routing.faults import RetryAfter
 from segserve.routing.loopback import LoopbackClient
 from segserve.routing.router import Router
 from segserve.settings import RouterSettings
-from torchserve_io import check_model_folder, serve_batch
+from torchserve_io import start_worker, serve_batch
 
 
 class RouterHandler:
     def initialize(self, context):
-        check_model_folder(context)
+        start_worker(context)
         config = RouterSettings.from_config((context.model_yaml_config or {}).get("handler"))
         # Set by serving/entrypoint.sh from the ports TorchServe was started with.
         self.models = LoopbackClient(
-            os.environ.get("SEGSERVE_INFERENCE_URL", "http://127.0.0.1:8080"), config.forward_timeout_s
+            os.environ.get("SEGSERVE_INFERENCE_URL", "http://127.0.0.1:8080"), config.forward_timeout_s,
+            slow_s=config.doubt_after_s,
         )
         self.management = LoopbackClient(os.environ.get("SEGSERVE_MANAGEMENT_URL", "http://127.0.0.1:8081"), 5.0)
         # sam2, or its single-worker replicas sam2-0..N-1 (SEGSERVE_WORKERS_SAM2 > 1): each image to its home one.
@@ -42,8 +43,8 @@ class RouterHandler:
     def handle(self, data, context):
         return serve_batch(data, context, self.route)
 
-    def _forward(self, model, body, headers):
-        return self.models.request("POST", f"/predictions/{model}", body, headers)
+    def _forward(self, model, body, headers, on_slow):
+        return self.models.request("POST", f"/predictions/{model}", body, headers, on_slow)
 
     def _describe(self, model):
         try:

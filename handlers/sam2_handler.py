@@ -9,13 +9,13 @@ from segserve.models.embedding_cache import embedding_cache
 from segserve.models.sam2_pipeline import Sam2Pipeline
 from segserve.models.warmup import warm_up_sam2
 from torchserve_io import (
-    check_model_folder, model_info, publish_cache_metrics, runtime_for, serve_batch, settings, weights_bundle,
+    start_worker, model_info, publish_cache_metrics, runtime_for, serve_batch, settings, weights_bundle,
 )
 
 
 class Sam2Handler:
     def initialize(self, context):
-        check_model_folder(context)
+        start_worker(context)
         config = settings(context)
         runtime = runtime_for(context, config)
         pipeline = Sam2Pipeline.from_bundle(weights_bundle(context, config), runtime, config.compile)

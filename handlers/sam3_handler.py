@@ -10,13 +10,13 @@ from segserve.models.embedding_cache import embedding_cache
 from segserve.models.sam3_pipeline import Sam3Pipeline
 from segserve.models.warmup import warm_up_sam3
 from torchserve_io import (
-    check_model_folder, model_info, publish_cache_metrics, runtime_for, serve_batch, settings, weights_bundle,
+    start_worker, model_info, publish_cache_metrics, runtime_for, serve_batch, settings, weights_bundle,
 )
 
 
 class Sam3Handler:
     def initialize(self, context):
-        check_model_folder(context)
+        start_worker(context)
         config = settings(context)
         runtime = runtime_for(context, config)
         bundle = weights_bundle(context, config)

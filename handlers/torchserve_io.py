@@ -7,7 +7,9 @@ classes live in their own files and import these.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 from http import HTTPStatus
 from pathlib import Path
 
@@ -21,9 +23,25 @@ from segserve.settings import ModelSettings
 from segserve.weights.bundle import WeightsBundle
 
 
-def check_model_folder(context) -> None:
-    """Refuse to start on a model folder built by another segserve version (both versions named)."""
+def start_worker(context) -> None:
+    """Every handler's first step: segserve's log lines get their level and logger name, and a model folder
+    built by another segserve version is refused (both versions named)."""
+    _log_with_levels()
     check_built_with(Path(context.system_properties["model_dir"]), context.model_name)
+
+
+def _log_with_levels() -> None:
+    """TorchServe's worker logs bare messages to stdout, which its frontend files all as INFO. segserve's lines
+    say "WARNING segserve.x: ...", so that serving/log4j2.xml can put warnings, errors and the router's request
+    lines (segserve.requests) on the console and leave the rest in logs/model_log.log."""
+    logger = logging.getLogger("segserve")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def settings(context) -> ModelSettings:

@@ -21,6 +21,7 @@
 #                              single-worker models sam2-0..N-1 and each image goes to its home one by id
 #   SEGSERVE_WORKERS_SAM3      sam3 workers (1), the same way (sam3-0..N-1); sam3 is served only when the
 #                              model store has it (weights with SAM 3: build_model_store.py)
+#   SEGSERVE_WORKERS_ROUTER    router workers (what the models can hold + 1: serving/model-config/router.yaml)
 #   SAGEMAKER_BATCH, SAGEMAKER_MAX_PAYLOAD_IN_MB               batch transform: raise the request limit
 #   SEGSERVE_BATCH_TIMEOUT_S   the router's timeout in batch mode (600; match InvocationsTimeoutInSeconds)
 #   SEGSERVE_UI_DIR        the web UI's folder, served at /ui/   (unset: no UI, as in the container)
@@ -43,8 +44,11 @@ management_port="${SEGSERVE_MANAGEMENT_PORT:-8081}"
 metrics_port="${SEGSERVE_METRICS_PORT:-8082}"
 IFS=, read -r grpc_inference_port grpc_management_port <<< "${SEGSERVE_GRPC_PORTS:-7070,7071}"
 management="http://127.0.0.1:${management_port}"
+# Console: requests, warnings and errors; the rest in the run dir's logs/ (the file explains).
+log_config="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/log4j2.xml"
 
-for needed in "$model_store/router" "$model_store/langsam" "$model_store/sam2" "$base_config" "$plugins"; do
+for needed in "$model_store/router" "$model_store/langsam" "$model_store/sam2" "$base_config" "$plugins" \
+              "$log_config"; do
   [[ -e "$needed" ]] || { echo "entrypoint: $needed is missing" >&2; exit 1; }
 done
 mkdir -p "$run_dir"
@@ -115,6 +119,19 @@ if [[ -e "$model_store/sam3" ]]; then
   (( sam3_workers == 1 )) || sam3_models="$(seq -s, -f 'sam3-%g' 0 $(( sam3_workers - 1 )))"
 fi
 
+# Router workers: one per request the deployed models can hold (workers + jobQueueSize each), plus one
+# free to refuse the next at once (router.yaml explains). SEGSERVE_WORKERS_ROUTER overrides.
+queue_of() {  # a model's jobQueueSize, from the model-config.yaml in its folder (0 if it sets none)
+  local queue
+  queue="$(sed -n 's/^jobQueueSize:[[:space:]]*\([0-9][0-9]*\).*/\1/p' "$model_store/$1/$1.yaml" 2>/dev/null | head -n 1)"
+  echo "${queue:-0}"
+}
+held=$(( ${SEGSERVE_WORKERS_LANGSAM:-1} + $(queue_of langsam) + sam2_workers * (1 + $(queue_of sam2)) ))
+[[ -z "$sam3_models" ]] || held=$(( held + sam3_workers * (1 + $(queue_of sam3)) ))
+router_workers="${SEGSERVE_WORKERS_ROUTER:-$(( held + 1 ))}"
+[[ "$router_workers" =~ ^[1-9][0-9]*$ ]] || { echo "entrypoint: SEGSERVE_WORKERS_ROUTER must be >= 1" >&2; exit 1; }
+echo "default_workers_per_model=${router_workers}" >> "$config"
+
 # What the router, langsam and the /ping plugin need to know.
 export SEGSERVE_INFERENCE_URL="http://127.0.0.1:${port}"
 export SEGSERVE_MANAGEMENT_URL="$management"
@@ -136,10 +153,12 @@ entrypoint: starting TorchServe (logs: $run_dir/logs)
   inference   http://127.0.0.1:${port}/invocations   (POST; also /predictions/<model>)
   readiness   http://127.0.0.1:${port}/ping          (503 until router, langsam, ${sam2_models}${sam3_models:+ and $sam3_models} are loaded)
   sam3        ${sam3_models:-not deployed (the weights have no SAM 3)}
+  router      ${router_workers} workers (the requests langsam, ${sam2_models}${sam3_models:+ and $sam3_models} can hold, + 1)
   management  ${management}/models      (loopback only)
   metrics     http://127.0.0.1:${metrics_port}/metrics     (Prometheus; loopback only)
 INFO
-setsid torchserve --start --foreground --ncs --ts-config "$config" --model-store "$model_store" &
+setsid torchserve --start --foreground --ncs --ts-config "$config" --model-store "$model_store" \
+  --log-config "$log_config" &
 server=$!
 
 stop() {

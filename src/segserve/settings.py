@@ -131,6 +131,10 @@ class RouterSettings(ImageSettings):
     # action → model name; sam3's is dropped when the entrypoint deployed no sam3 (SEGSERVE_SAM3_MODELS empty)
     routes: dict[str, str] = {"langsam": "langsam", "sam2": "sam2", "sam3": "sam3"}
     forward_timeout_s: float = Field(62.0, gt=0)  # a little over the models' 60 s response timeout
+    # A forwarded request with no answer after this long makes the router look at the model's workers (the
+    # only management-API call on a healthy path): none loaded → 503 not_ready instead of a request TorchServe
+    # holds for a worker that may never come back. Above a cached decode, so that a click never pays one.
+    doubt_after_s: float = Field(1.0, gt=0)
     # Retry-After of the 503s: a model worker (re)loading its weights; a model's full queue.
     retry_after_restart_s: int = Field(5, ge=1)
     retry_after_overload_s: int = Field(1, ge=1)

@@ -117,6 +117,29 @@ def test_prometheus_metrics_expose_stage_times(server, scene_png):
     assert ("router", "sam2_image_encoder") not in times  # the router only forwards
 
 
+def test_the_console_has_one_line_per_request_and_no_torchserve_chatter(server, scene_png):
+    """The terminal of `make serve` (and the container's CloudWatch log) reads like a web server's: one line per
+    request with its action, status, time, cache and request id; TorchServe's INFO/DEBUG and [METRICS] lines
+    stay in the log files."""
+    encoded = ok_json(server.invoke({"action": "sam2", "image": b64(scene_png), "x": 80, "y": 85}))
+    click = server.invoke({"action": "sam2", "image_id": encoded["image"]["id"], "x": 60, "y": 70})
+    bad = server.invoke({"action": "sam2", "x": 1})
+    assert (click.status_code, bad.status_code) == (200, 400)
+    console = server.run_dir / "entrypoint.out"
+    deadline = time.monotonic() + 10  # TorchServe relays a worker's lines asynchronously
+    while bad.headers["x-request-id"] not in console.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    text = console.read_text(errors="replace")
+    line = r"^\d\d:\d\d:\d\d sam2 {status} \d+ ms cache={cache} id={rid}$"
+    assert re.search(line.format(status=200, cache="hit", rid=click.headers["x-request-id"]), text, re.M), text[-2000:]
+    assert re.search(line.format(status=400, cache="-", rid=bad.headers["x-request-id"]), text, re.M), text[-2000:]
+    for chatter in ("[METRICS]", "[DEBUG", "[INFO ", "Backend received inference", "MODEL_LOG"):
+        assert chatter not in text, chatter
+    # ...and the files still have everything.
+    model_log = (server.run_dir / "logs" / "model_log.log").read_text(errors="replace")
+    assert "Backend received inference" in model_log and click.headers["x-request-id"] in model_log
+
+
 def test_execution_parameters_answer_json(server):
     reply = requests.get(server.inference + "/execution-parameters", timeout=5)
     assert reply.status_code == 200

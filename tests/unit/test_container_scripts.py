@@ -229,6 +229,46 @@ def test_a_ui_folder_without_index_html_is_refused_before_starting_anything(layo
     assert not layout.recorded("started").exists()
 
 
+def _started_config(layout: Layout) -> dict[str, str]:
+    """The config.properties the entrypoint handed the stand-in torchserve (then stops it)."""
+    process = layout.start("serve")
+    try:
+        deadline = time.monotonic() + 20
+        while not layout.recorded("started").exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the stand-in torchserve was not started within 20 s"
+            time.sleep(0.05)
+        config = layout.recorded("config").read_text()
+    finally:
+        kill_process_groups([process.pid] + processes_mentioning(str(layout.base)))
+        process.communicate(timeout=10)
+    return dict(line.split("=", 1) for line in config.splitlines() if "=" in line and not line.startswith("#"))
+
+
+@pytest.mark.parametrize("environment, with_sam3, expected", [
+    ({}, False, 1 + 2 + (1 + 3) + 1),
+    ({}, True, 1 + 2 + (1 + 3) + (1 + 2) + 1),  # the shipped configs: 11
+    ({"SEGSERVE_WORKERS_SAM2": "2", "SEGSERVE_WORKERS_LANGSAM": "2"}, False, 2 + 2 + 2 * (1 + 3) + 1),
+    ({"SEGSERVE_WORKERS_ROUTER": "3"}, True, 3),
+], ids=["no-sam3", "shipped", "replicas", "override"])
+def test_the_router_gets_a_worker_per_request_the_models_can_hold_plus_one(layout, environment, with_sam3, expected):
+    """So that a request the models cannot take finds a free router worker to refuse it at once."""
+    for model in ("langsam", "sam2", "sam3")[:3 if with_sam3 else 2]:
+        folder = layout.path("/opt/ml/model") / model
+        folder.mkdir(exist_ok=True)
+        shutil.copy(REPO / "serving" / "model-config" / f"{model}.yaml", folder / f"{model}.yaml")
+    layout.env.update(environment)
+    assert _started_config(layout)["default_workers_per_model"] == str(expected)
+
+
+@pytest.mark.parametrize("workers", ["0", "many"])
+def test_the_entrypoint_refuses_a_router_worker_count_that_is_not_a_positive_number(layout, workers):
+    layout.env["SEGSERVE_WORKERS_ROUTER"] = workers
+    process = layout.start("serve")
+    _, err = process.communicate(timeout=10)
+    assert process.returncode == 1 and "SEGSERVE_WORKERS_ROUTER must be >= 1" in err
+
+
 def test_serve_hands_torchserve_the_images_files_and_stops_it_on_sigterm(layout):
     run_dir = Path(layout.env["SEGSERVE_RUN_DIR"])
     assert not run_dir.exists()
@@ -247,7 +287,7 @@ def test_serve_hands_torchserve_the_images_files_and_stops_it_on_sigterm(layout)
 
         model_store = layout.path("/opt/ml/model")
         assert argv == ["--start", "--foreground", "--ncs", "--ts-config", str(run_dir / "config.properties"),
-                        "--model-store", str(model_store)]
+                        "--model-store", str(model_store), "--log-config", str(layout.path("/opt/segserve/log4j2.xml"))]
         assert config.startswith(layout.path("/opt/segserve/config.properties").read_text())
         settings = dict(line.split("=", 1) for line in config.splitlines() if "=" in line and not line.startswith("#"))
         plugins = Path(settings["plugins_path"])

@@ -43,13 +43,16 @@ def described(*statuses: str) -> list:
 class Endpoint:
     """A fake TorchServe behind the router: canned replies for sam2, a description per model, calls recorded."""
 
-    def __init__(self, reply=None, sam2=("READY",)):
+    def __init__(self, reply=None, sam2=("READY",), slow=False):
         self.reply = reply or Reply(200, b'{"action": "sam2"}')
         self.descriptions = {"router": described("READY"), "sam2": described(*sam2) if sam2 is not None else None}
+        self.slow = slow  # no answer for a while: the transport calls on_slow, as LoopbackClient does
         self.forwarded, self.described = [], []
 
-    def forward(self, model, body, headers):
+    def forward(self, model, body, headers, on_slow):
         self.forwarded.append(model)
+        if self.slow:
+            on_slow()
         if isinstance(self.reply, Exception):
             raise self.reply
         return self.reply
@@ -85,7 +88,8 @@ def test_after_a_fault_the_next_request_looks_at_the_workers_again():
     endpoint.descriptions["sam2"] = described("UNLOADING")  # TorchServe is restarting it
     got, answer, _ = ask(router)
     assert got == 503 and answer["error"]["code"] == "not_ready"
-    assert endpoint.described == ["sam2", "sam2"] and endpoint.forwarded == ["sam2"]
+    # Nothing asked before the first (healthy-looking) request; after its fault, a look before forwarding.
+    assert endpoint.described == ["sam2"] and endpoint.forwarded == ["sam2"]
 
 
 def test_a_full_queue_is_503_overloaded_when_the_model_has_a_loaded_worker():
@@ -95,8 +99,8 @@ def test_a_full_queue_is_503_overloaded_when_the_model_has_a_loaded_worker():
     assert got == 503 and headers == {"Retry-After": "2"}
     assert answer["error"]["code"] == "overloaded" and answer["error"]["retry_after_s"] == 2
     assert "queue is full" in answer["error"]["message"]
-    # The same 503 means "no worker" as well: the router looked again rather than trusting its 1 s old view.
-    assert endpoint.described == ["sam2", "sam2"]
+    # The same 503 means "no worker" as well: only the workers' states tell which it was.
+    assert endpoint.described == ["sam2"]
 
 
 @pytest.mark.parametrize("workers", [(), ("UNLOADING",)], ids=["scaled-to-zero", "worker-not-loaded"])
@@ -133,13 +137,39 @@ def test_a_handler_that_raised_is_500_whatever_torchserve_says():
     assert got == 500 and headers == {} and answer["error"]["code"] == "internal_error"
 
 
-def test_a_model_without_a_loaded_worker_is_refused_without_queueing():
-    """TorchServe would queue it, and after maxRetryTimeoutInSec of failed restarts nothing ever serves it."""
-    endpoint = Endpoint(sam2=("UNLOADING", "UNLOADING"))
-    got, answer, headers = ask(endpoint.router())
+def test_a_healthy_model_is_forwarded_without_asking_the_management_api():
+    """On a GPU host every describe runs nvidia-smi: a click must not pay one."""
+    endpoint = Endpoint()
+    router = endpoint.router()
+    for _ in range(5):
+        assert ask(router)[0] == 200
+    assert endpoint.forwarded == ["sam2"] * 5 and endpoint.described == []
+
+
+def test_a_request_without_an_answer_for_a_while_is_refused_when_no_worker_is_loaded():
+    """TorchServe queues it, and after maxRetryTimeoutInSec of failed restarts nothing ever serves it: the
+    router looks once the request is slow, answers 503 at once, and looks first for the next ones."""
+    endpoint = Endpoint(sam2=("UNLOADING", "UNLOADING"), slow=True)
+    router = endpoint.router()
+    got, answer, headers = ask(router)
     assert got == 503 and headers == {"Retry-After": "7"}
     assert answer["error"]["code"] == "not_ready" and "0 of 2" in answer["error"]["message"]
-    assert endpoint.forwarded == []
+    assert endpoint.forwarded == ["sam2"] and endpoint.described == ["sam2"]
+    router.workers.forget("sam2")  # a second later the view has expired
+    got, answer, _ = ask(router)
+    assert got == 503 and answer["error"]["code"] == "not_ready"
+    assert endpoint.forwarded == ["sam2"], "a model in doubt is looked at before anything is queued for it"
+    # Once it is seen ready again, its requests go straight through again.
+    endpoint.descriptions["sam2"], endpoint.slow = described("READY"), False
+    router.workers.forget("sam2")
+    assert ask(router)[0] == 200 and ask(router)[0] == 200
+    assert endpoint.described == ["sam2"] * 3 and endpoint.forwarded == ["sam2"] * 3
+
+
+def test_a_slow_request_to_a_model_with_a_loaded_worker_goes_on():
+    endpoint = Endpoint(slow=True)
+    got, _, _ = ask(endpoint.router())
+    assert got == 200 and endpoint.described == ["sam2"] and endpoint.forwarded == ["sam2"]
 
 
 def test_when_torchserve_cannot_describe_the_model_the_request_is_forwarded_anyway():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -17,6 +18,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).connections.add(self.client_address[1])
+        if body.startswith(b"slow"):
+            time.sleep(0.3)
         status = 400 if body == b"bad" else 200
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -62,3 +65,24 @@ def test_a_refused_connection_raises():
     client = LoopbackClient("http://127.0.0.1:9", timeout=2)
     with pytest.raises(OSError):
         client.request("POST", "/x", b"{}")
+
+
+class _Abandon(Exception):
+    pass
+
+
+def test_on_slow_is_called_once_when_the_answer_is_late_and_may_abandon_the_request(server):
+    client = LoopbackClient(server, timeout=5, slow_s=0.05)
+    calls = []
+    fast = client.request("POST", "/x", b"ok", on_slow=lambda: calls.append("fast"))
+    late = client.request("POST", "/x", b"slow-1", on_slow=lambda: calls.append("late"))
+    assert (fast.body, late.body, calls) == (b"ok", b"slow-1", ["late"])  # a late answer is still read
+
+    def give_up():
+        raise _Abandon
+
+    with pytest.raises(_Abandon):
+        client.request("POST", "/x", b"slow-2", on_slow=give_up)
+    # The abandoned connection is not reused: its late answer must not be taken for the next request's.
+    assert client.request("POST", "/x", b"next").body == b"next"
+    assert len(_Handler.connections) == 2

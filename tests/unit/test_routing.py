@@ -19,7 +19,7 @@ class FakeModels:
         self.descriptions = descriptions if descriptions is not None else {"router": READY, "langsam": READY,
                                                                             "sam2": READY}
 
-    def forward(self, model, body, headers):
+    def forward(self, model, body, headers, on_slow=None):
         self.calls.append((model, body, headers))
         reply = self.replies.get(model, Reply(200, b'{"action": "%s"}' % model.encode()))
         if isinstance(reply, Exception):
@@ -126,7 +126,7 @@ def test_a_batch_starts_no_record_it_could_not_finish_in_time():
     import time
 
     class SlowModels(FakeModels):
-        def forward(self, model, body, headers):
+        def forward(self, model, body, headers, on_slow=None):
             time.sleep(0.2)
             return super().forward(model, body, headers)
 
@@ -191,7 +191,7 @@ class FlakyModels(FakeModels):
         super().__init__()
         self.failures = failures
 
-    def forward(self, model, body, headers):
+    def forward(self, model, body, headers, on_slow=None):
         if b"flaky" in body and self.failures:
             self.failures -= 1
             self.calls.append((model, body, headers))

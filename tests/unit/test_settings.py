@@ -26,17 +26,16 @@ def test_the_shipped_router_config_is_valid():
             "langsam": "langsam", "sam2": "sam2", "sam3": "sam3"}
 
 
-def test_the_router_has_more_workers_than_the_models_can_hold():
+def test_the_models_queues_are_bounded_and_the_router_is_sized_by_the_entrypoint():
     """Overload must be refused by the models' bounded queues (503 overloaded + Retry-After, from a free router
-    worker), never pile up in the router's own queue, whose overflow is TorchServe's bare 503."""
+    worker), never pile up in the router's own queue: the entrypoint sizes the router from these queues
+    (tests/unit/test_container_scripts.py), so router.yaml must not fix a count of its own."""
     configs = {name: yaml.safe_load(Path(f"serving/model-config/{name}.yaml").read_text())
                for name in ("router", "langsam", "sam2", "sam3")}
-    held = 0
     for model in RouterSettings.from_config(configs["router"]["handler"]).routes.values():
-        config = configs[model]
-        assert 1 <= config["jobQueueSize"] <= 8, model  # bounded: the last request waits this many services
-        held += config["maxWorkers"] + config["jobQueueSize"]
-    assert configs["router"]["minWorkers"] == configs["router"]["maxWorkers"] >= held + 1
+        assert 1 <= configs[model]["jobQueueSize"] <= 8, model  # bounded: the last request waits this many services
+        assert configs[model]["minWorkers"] == configs[model]["maxWorkers"] == 1, model
+    assert "minWorkers" not in configs["router"] and "maxWorkers" not in configs["router"]
 
 
 @pytest.mark.parametrize("section", [{"box_treshold": 0.3}, {"box_threshold": 3}, {"max_detections": 0},

@@ -93,7 +93,7 @@ def test_a_model_folder_of_another_version_refuses_to_start(tmp_path):
 
     (tmp_path / BUILD_INFO_FILE).write_text(json.dumps({"package": "segserve", "version": "0.0.1-other"}))
     with pytest.raises(ModelStoreMismatch, match="0.0.1-other"):
-        torchserve_io.check_model_folder(make_context(tmp_path, "sam2", [{}]))
+        torchserve_io.start_worker(make_context(tmp_path, "sam2", [{}]))
 
 
 def test_the_sam3_handler_serves_a_batch_with_a_bad_request_in_it(tiny_bundle, tmp_path):

@@ -19,6 +19,8 @@ JSON_LINES = ("application/jsonlines", "application/x-jsonlines", "application/j
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff", "image/gif", "application/x-image")
 CUSTOM_ATTRIBUTES = "x-amzn-sagemaker-custom-attributes"  # looked up in any case (header())
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"  # as SageMaker spells it, when we send it
+# An answer's `cache` (hit | miss) as a header too, so that the router can log it without parsing the body.
+CACHE_HEADER = "X-Segserve-Cache"
 # SageMaker's real-time answer limit (6 MB, read as MiB by the platform): the default for every answer.
 DEFAULT_MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 

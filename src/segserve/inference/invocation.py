@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from segserve.contract.errors import InvalidRequest, OutOfMemory, PayloadTooLarge, ServiceError, UnsupportedMediaType
 from segserve.contract.requests import PingRequest, parse_request
 from segserve.contract.responses import ModelInfo, dump_answer
-from segserve.contract.wire import DEFAULT_MAX_RESPONSE_BYTES, Reply, decode_body, dump_json, error_body
+from segserve.contract.wire import CACHE_HEADER, DEFAULT_MAX_RESPONSE_BYTES, Reply, decode_body, dump_json, error_body
 from segserve.models.runtime import Runtime, StageTimer
 
 log = logging.getLogger(__name__)
@@ -55,13 +55,13 @@ class Invoker:
                 raise UnsupportedMediaType("JSON Lines batches are answered by /invocations (the router), not a model")
             raw_image = decoded.raw if decoded.kind == "image" else None
             request = parse_request(decoded.payload, strict=raw_image is None, raw_image=raw_image is not None)
-            result, timings = self._run(request, raw_image, started)
+            result, timings, cache = self._run(request, raw_image, started)
             if len(result) > self.max_response_bytes:
                 raise PayloadTooLarge(
                     f"the response would be {len(result):,} bytes, over the {self.max_response_bytes:,} limit: "
                     "ask for fewer masks (max_detections, multimask=false), mask_format=rle, or no return_images"
                 )
-            return Reply(200, result, timings=timings)
+            return Reply(200, result, headers={CACHE_HEADER: cache} if cache else {}, timings=timings)
         except ServiceError as error:
             log.info("request %s: %s %s", request_id, error.status, error.message)
             return Reply(error.status, error_body(error, request_id), headers=error.headers)
@@ -73,10 +73,12 @@ class Invoker:
             log.exception("request %s failed", request_id)
             return Reply(500, error_body(ServiceError("internal error; the log has the details"), request_id))
 
-    def _run(self, request, raw_image: bytes | None, started: float) -> tuple[bytes, dict[str, float]]:
+    def _run(self, request, raw_image: bytes | None, started: float) -> tuple[bytes, dict[str, float], str | None]:
+        """(the answer, its timings, its cache hit | miss if it has one)"""
         if isinstance(request, PingRequest):
             model = self.model.model_dump() if self.model else None
-            return dump_json({"action": "ping", "status": "ready", "actions": sorted(self.services), "model": model}), {}
+            ping = {"action": "ping", "status": "ready", "actions": sorted(self.services), "model": model}
+            return dump_json(ping), {}, None
         service = self.services.get(request.action)
         if service is None:
             raise InvalidRequest(
@@ -90,4 +92,4 @@ class Invoker:
         answer.timings_ms = timings
         if self.model:
             answer.model = self.model
-        return dump_answer(answer), timings
+        return dump_answer(answer), timings, getattr(answer, "cache", None)

@@ -10,8 +10,11 @@ TorchServe 0.12's statuses mislead when read alone (pytorch/serve v0.12.0, Worke
   handlers answer an OOM themselves, in our error shape, which the router passes through untouched.)
 
 TorchServe also stops restarting a worker after `maxRetryTimeoutInSec` of failed restarts, yet keeps
-queueing requests for it, which then hang. `WorkerStates` lets the router refuse such requests at once
-instead: a model that has workers but none loaded gets 503 `not_ready` without being asked.
+queueing requests for it, which then hang. `WorkerStates` lets the router refuse such requests instead: a
+model that has workers but none loaded gets 503 `not_ready`. The management API is asked only when there is
+a reason to doubt a model (on a GPU host every describe runs `nvidia-smi`): after a fault, until the model is
+seen ready again, and when a forwarded request has had no answer for a while (LoopbackClient's `on_slow`).
+A healthy model's requests are forwarded without a describe.
 """
 
 from __future__ import annotations
@@ -50,13 +53,15 @@ class Workers:
 
 class WorkerStates:
     """Each model's workers, from the management API, remembered for `ttl_s` (one describe per model per
-    `ttl_s` per router worker, not one per request)."""
+    `ttl_s` per router worker at most), and the models in doubt: those that failed and have not been seen
+    with a loaded worker since."""
 
     def __init__(self, describe: Describe, ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
         self.describe = describe
         self.ttl_s = ttl_s
         self.clock = clock
         self._seen: dict[str, tuple[float, Workers | None]] = {}
+        self._doubted: set[str] = set()
 
     def get(self, model: str, fresh: bool = False) -> Workers | None:
         """None when TorchServe could not say (management API unreachable, model not registered)."""
@@ -65,11 +70,22 @@ class WorkerStates:
         if fresh or seen is None or now - seen[0] >= self.ttl_s:
             seen = (now, _workers(self.describe(model)))
             self._seen[model] = seen
-        return seen[1]
+        workers = seen[1]
+        if workers is not None and workers.ready > 0:
+            self._doubted.discard(model)
+        else:
+            self._doubted.add(model)
+        return workers
+
+    def doubted(self, model: str) -> bool:
+        """True after a fault of `model` (or a look that found no loaded worker) until it is seen ready."""
+        return model in self._doubted
 
     def forget(self, model: str) -> None:
-        """After a fault the view is stale: the next `get` asks TorchServe again."""
+        """After a fault the view is stale: the next `get` asks TorchServe again, and until a look finds a
+        loaded worker every request to the model looks first."""
         self._seen.pop(model, None)
+        self._doubted.add(model)
 
 
 def _workers(description: list | None) -> Workers | None:

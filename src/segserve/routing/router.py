@@ -21,8 +21,10 @@ from segserve.contract.errors import InvalidRequest, NotDeployed, NotReady, Payl
 from segserve.contract.requests import ACTIONS, parse_request
 from segserve.contract.sessions import CLOSED_SESSION_HEADER, NEW_SESSION_HEADER, Session, SessionRequest, session_request
 from segserve.contract.wire import (
-    CUSTOM_ATTRIBUTES, CUSTOM_ATTRIBUTES_HEADER, DEFAULT_MAX_RESPONSE_BYTES, JSON, JSON_LINES, Reply, decode_body, dump_json, error_body, header,
+    CACHE_HEADER, CUSTOM_ATTRIBUTES, CUSTOM_ATTRIBUTES_HEADER, DEFAULT_MAX_RESPONSE_BYTES, JSON, JSON_LINES, Reply,
+    decode_body, dump_json, error_body, header,
 )
+from segserve.routing.access_log import log_request, request_label
 from segserve.routing.affinity import ImageHomes
 from segserve.routing.faults import Describe, RetryAfter, WorkerStates, no_ready_worker, torchserve_error
 
@@ -33,8 +35,9 @@ _ERROR_LINE_ROOM = 320  # bytes kept free per record for a "not answered" error 
 # Retry-After, this many times at most, and only while the batch can still finish in time.
 BATCH_RETRIES = 8
 
-# (model name, body, headers) → the model's response
-Forward = Callable[[str, bytes, dict], Reply]
+# (model name, body, headers, on_slow) → the model's response. The transport calls `on_slow()` once when the
+# model has not started answering for a while; if it raises, the request is abandoned with that error.
+Forward = Callable[[str, bytes, dict, Callable[[], None]], Reply]
 
 
 class Router:
@@ -72,6 +75,12 @@ class Router:
     def __call__(
         self, body: bytes, content_type: str | None, headers: Mapping[str, str], request_id: str | None = None
     ) -> Reply:
+        started = time.perf_counter()
+        reply = self._answer(body, content_type, headers, request_id)
+        log_request(request_label(body, content_type, headers), reply, started, request_id)
+        return reply
+
+    def _answer(self, body: bytes, content_type: str | None, headers: Mapping[str, str], request_id: str | None) -> Reply:
         try:
             reply = self._route(body, content_type, headers)
         except ServiceError as error:
@@ -158,12 +167,10 @@ class Router:
             raise InvalidRequest(f"action is {shown}; valid actions: {', '.join(ACTIONS)}", field="action")
         if action in self.homes:
             model = self.homes[action].model_for(payload, raw_image)
-        workers = self.workers.get(model)
-        if workers is not None and workers.ready == 0:
-            # Not even queued: TorchServe would hold it for a worker that may never come back.
-            raise no_ready_worker(model, workers, self.retry_after)
+        if self.workers.doubted(model):  # after a fault: look before queueing it (no describe otherwise)
+            self._refuse_without_ready_worker(model)
         try:
-            response = self.forward(model, body, headers)
+            response = self.forward(model, body, headers, lambda: self._refuse_without_ready_worker(model))
         except TimeoutError as exc:
             raise TimedOut(f"model {model!r} did not answer in time; retry later") from exc
         except OSError as exc:
@@ -176,7 +183,16 @@ class Router:
             log.warning("model %s: TorchServe answered %s %r → %s", model, response.status,
                         response.body[:200], error.code)
             raise error
-        return Reply(response.status, response.body, response.content_type or JSON)
+        cache = header(response.headers, CACHE_HEADER)
+        return Reply(response.status, response.body, response.content_type or JSON,
+                     headers={CACHE_HEADER: cache} if cache else {})
+
+    def _refuse_without_ready_worker(self, model: str) -> None:
+        """Raises 503 not_ready when `model` has workers but none loaded: TorchServe would hold the request
+        for a worker that may never come back (it stops restarting after maxRetryTimeoutInSec)."""
+        workers = self.workers.get(model)
+        if workers is not None and workers.ready == 0:
+            raise no_ready_worker(model, workers, self.retry_after)
 
     def _batch(self, body: bytes) -> bytes:
         """One JSON line out per record in, same order; a bad record gets an error object, never a failed batch.

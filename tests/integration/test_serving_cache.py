@@ -6,6 +6,7 @@ Each test uses a picture no other test sends, so its first request is a miss wha
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -39,6 +40,21 @@ def test_a_second_click_by_image_id_or_with_the_image_again_runs_no_encoder(serv
 
     again = ok_json(server.invoke({"action": "sam2", "image": image, "x": 200, "y": 150}))
     assert again["cache"] == "hit" and not ran_encoder(again) and "load_image" in again["timings_ms"]
+
+
+def test_concurrent_first_requests_on_one_new_image_encode_it_once(server):
+    """Single flight: four clients send the same new picture at once (a sam2 click and langsam's masks, through
+    the router). The sam2 worker takes them one at a time, so the first encodes and the rest find it cached."""
+    image = picture(seed=21)
+    text = {"action": "langsam", "image": image, "text_prompt": "red box", "box_threshold": 0.0,
+            "text_threshold": 0.0, "max_detections": 1}
+    payloads = [{"action": "sam2", "image": image, **CLICK}, text, {"action": "sam2", "image": image, "x": 5, "y": 5},
+                text]
+    with ThreadPoolExecutor(len(payloads)) as pool:
+        answers = [ok_json(reply) for reply in pool.map(server.invoke, payloads)]
+    assert len({answer["image"]["id"] for answer in answers}) == 1
+    assert sorted(answer["cache"] for answer in answers) == ["hit", "hit", "hit", "miss"]
+    assert sum(ran_encoder(answer) for answer in answers) == 1
 
 
 def test_an_unknown_image_id_is_404_saying_to_send_the_image_again(server):

@@ -15,8 +15,6 @@ results follow `Sam3Processor.post_process_instance_segmentation` and `Sam3Track
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 
 from segserve.contract.errors import WeightsError
+from segserve.lru import Lru
 from segserve.models.runtime import Runtime, StageTimer
 from segserve.models.sam2_pipeline import MaskPrediction, Sam2Prompt, logits_from_mask
 
@@ -57,32 +56,6 @@ class Detections:
     phrase_index: np.ndarray  # (N,) int: which of the phrases asked for found it
 
 
-class _TextFeatures:
-    """The text encoder's output per phrase, least recently used dropped first (thread-safe)."""
-
-    def __init__(self, capacity: int):
-        self.capacity = capacity
-        self._entries: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
-
-    def get(self, phrase: str):
-        with self._lock:
-            entry = self._entries.get(phrase)
-            if entry is None:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(phrase)
-            self.hits += 1
-            return entry
-
-    def put(self, phrase: str, entry) -> None:
-        with self._lock:
-            self._entries[phrase] = entry
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
-
-
 class Sam3Pipeline:
     def __init__(self, detector, tracker, processor, tracker_processor, runtime: Runtime,
                  text_cache_entries: int = TEXT_CACHE_ENTRIES):
@@ -91,7 +64,7 @@ class Sam3Pipeline:
         self.processor = processor
         self.tracker_processor = tracker_processor
         self.runtime = runtime
-        self.text_features = _TextFeatures(text_cache_entries)
+        self.text_features: Lru[str, tuple[torch.Tensor, torch.Tensor]] = Lru(text_cache_entries)  # per phrase
         self._positions: dict[tuple, tuple] = {}  # feature shape → its position encoding, the same for every image
         backbone = detector.config.vision_config.backbone_config
         self.grid_side = backbone.image_size // backbone.patch_size  # the backbone's feature grid (72 at 1008 px)

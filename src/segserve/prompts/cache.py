@@ -1,10 +1,8 @@
-"""A bounded, thread-safe LRU of refinements: the same text is sent to the LLM once per worker."""
+"""The LLM's refinements remembered per worker: the same text is sent to the LLM once."""
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
+from segserve.lru import Lru
 from segserve.prompts.phrases import DetectorPhrases
 
 
@@ -15,30 +13,13 @@ def cache_key(text: str) -> str:
 
 class RefinementCache:
     def __init__(self, max_entries: int):
-        if max_entries < 0:
-            raise ValueError("max_entries must be >= 0")
-        self.max_entries = max_entries  # 0: nothing is kept
-        self._entries: OrderedDict[str, DetectorPhrases] = OrderedDict()
-        self._lock = threading.Lock()
+        self._entries: Lru[str, DetectorPhrases] = Lru(max_entries)
 
     def get(self, text: str) -> DetectorPhrases | None:
-        key = cache_key(text)
-        with self._lock:
-            phrases = self._entries.get(key)
-            if phrases is not None:
-                self._entries.move_to_end(key)
-            return phrases
+        return self._entries.get(cache_key(text))
 
     def put(self, text: str, phrases: DetectorPhrases) -> None:
-        if self.max_entries == 0:
-            return
-        key = cache_key(text)
-        with self._lock:
-            self._entries[key] = phrases
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+        self._entries.put(cache_key(text), phrases)
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
+        return len(self._entries)

@@ -27,7 +27,10 @@ RATIOS = (
     ("P4", "sam2 first click on a langsam image_id", "sam2 click, cached 1024x768", 1.2, False),
     ("P6", "langsam, same image, 5 detections", "langsam, same image, 1 detection", 1.3, False),
 )
-P5_GOAL_S = 30.0
+# P6 compares the stages whose work grows with the detections (SAM2's decoder for the boxes, mask encoding,
+# renderings), not the wall time, which GroundingDINO's fixed cost would dilute.
+PER_DETECTION_STAGES = ("sam2_mask_decoder", "encode_masks", "render_images")
+P5_GOAL_S = 20.0
 # SAM 3's, when the server deploys it (None: reported, no goal)
 SAM3_RATIOS = (
     ("S1", "sam3 text, cached image, new phrase", "sam3 text, new image", 0.25, False),
@@ -36,7 +39,10 @@ SAM3_RATIOS = (
 )
 
 
-def p50(samples: list[Sample]) -> float:
+def p50(samples: list[Sample], key: str = "") -> float:
+    """The median wall time, or for P6 the median of the per-detection stages' sum."""
+    if key == "P6":
+        return statistics.median(sum(s.stages.get(name, 0.0) for name in PER_DETECTION_STAGES) for s in samples)
     return statistics.median(s.ms for s in samples)
 
 
@@ -62,10 +68,11 @@ def print_report(samples: dict[str, list[Sample]], ready_s: float, batching: lis
     print(f"\n  {'':<4}{'ratio of p50s':>14}{'per-round range':>18}{'goal':>8}")
     ratios = RATIOS + tuple(r for r in SAM3_RATIOS if r[1] in samples)
     for key, numerator, denominator, goal, higher in ratios:
-        ratio = p50(samples[numerator]) / p50(samples[denominator])
+        ratio = p50(samples[numerator], key) / p50(samples[denominator], key)
         # Per round only where both sides ran every round (langsam rounds are fewer than click rounds).
         same_rounds = len(samples[numerator]) == len(samples[denominator])
-        per_round = [n.ms / d.ms for n, d in zip(samples[numerator], samples[denominator])] if same_rounds else []
+        per_round = ([p50([n], key) / p50([d], key) for n, d in zip(samples[numerator], samples[denominator])]
+                     if same_rounds else [])
         met = goal is None or (ratio >= goal if higher else ratio <= goal)
         results[key] = ratio
         missed += [] if met else [key]
@@ -76,7 +83,7 @@ def print_report(samples: dict[str, list[Sample]], ready_s: float, batching: lis
     p5_met = ready_s <= P5_GOAL_S
     missed += [] if p5_met else ["P5"]
     print(f"  {'P5':<4}{ready_s:>13.1f}s{'':>18}{f'<= {P5_GOAL_S:g}s':>8}  {'met' if p5_met else 'MISSED'}"
-          "  entrypoint start → /ping 200")
+          "  entrypoint start → /ping 200 (median of the starts)")
     core = core or {}
     if "R" in core:
         r_met = core["R"] <= R_GOAL_MB

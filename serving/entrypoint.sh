@@ -27,6 +27,8 @@
 #   SEGSERVE_UI_DIR        the web UI's folder, served at /ui/   (unset: no UI, as in the container)
 #   SEGSERVE_DEFAULT_ATTRIBUTES  custom attributes for raw images sent without any (batch transform over a
 #                                bucket cannot set them), e.g. "action=langsam;text_prompt=person"
+#   SEGSERVE_MAX_PIXELS, SEGSERVE_MAX_IMAGE_BYTES, SEGSERVE_FETCH_TIMEOUT_S, SEGSERVE_ALLOW_PRIVATE_IMAGE_URLS
+#                              image limits, passed on to every worker (src/segserve/settings.py; README table)
 set -euo pipefail
 
 case "${1:-serve}" in

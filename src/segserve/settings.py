@@ -1,12 +1,19 @@
-"""Server-side settings of a model, from the `handler:` section of its model-config.yaml.
+"""The server's settings, all validated like a request (unknown keys refused, bounds checked), so that a typo
+in a deployment fails the worker's start with a clear message instead of being ignored:
 
-Validated like a request (unknown keys are refused), so a typo in a deployment's config fails the
-worker's start with a clear message instead of being ignored.
+- `ServingEnvironment`: what every worker shares, from SEGSERVE_* environment variables (set by
+  serving/entrypoint.sh, or by a deployment): addresses, the request and answer limits, the image limits.
+  Each is defined here once and used by the router and every model alike.
+- `ModelSettings` / `RouterSettings`: one model's own, from the `handler:` section of its model-config.yaml.
+
+README "Configuration" lists them all.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -15,7 +22,7 @@ from segserve.contract.requests import DetectionParams
 from segserve.media.image_fetch import FetchPolicy, is_public_address, is_unicast_outside_metadata, read_s3_object
 from segserve.media.image_loading import ImageLoader
 from segserve.media.images import DEFAULT_MAX_PIXELS
-from segserve.contract.wire import DEFAULT_MAX_RESPONSE_BYTES
+from segserve.contract.wire import RESPONSE_FRAME_BYTES, TORCHSERVE_MAX_RESPONSE_BYTES
 from segserve.contract.requests import MAX_DETECTIONS_LIMIT
 from segserve.prompts.llm_endpoint import LlmEndpoint
 from segserve.prompts.refinement import NullRefiner, PromptCheck, PromptRefiner
@@ -49,15 +56,44 @@ class LlmSettings(_Settings):
     cooldown_s: float = Field(30.0, ge=0, le=3600)
 
 
-class ImageSettings(_Settings):
-    """How request images are read: by the models, and by the router when it must know an image's id."""
+class ServingEnvironment(_Settings):
+    """SEGSERVE_<FIELD> environment variables (e.g. SEGSERVE_MAX_PIXELS), shared by the router and the models."""
 
+    # Set by serving/entrypoint.sh from the ports TorchServe was started with.
+    inference_url: str = "http://127.0.0.1:8080"
+    management_url: str = "http://127.0.0.1:8081"
+    # The sam2 / sam3 model names, comma separated (replicas: sam2-0,sam2-1,...); no sam3: empty.
+    sam2_models: str = "sam2"
+    sam3_models: str = ""
+    # The API's body limit (the router answers a clear 413 above it) and TorchServe's max_response_size, over
+    # which a worker's answer kills it: the entrypoint sets both from SageMaker's limits (batch: its own).
+    max_request_bytes: int = Field(6_553_600, gt=0)
+    max_response_bytes: int = Field(TORCHSERVE_MAX_RESPONSE_BYTES, gt=RESPONSE_FRAME_BYTES)
+    # The router's TorchServe timeout: a batch must be answered 5 s before it.
+    router_timeout_s: float = Field(65.0, gt=5)
+    # Custom attributes for raw images sent without any (batch transform over a bucket cannot set them).
+    default_attributes: str | None = None
+    # How request images are read: by the models, and by the router when it must know an image's id.
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
     max_image_bytes: int = Field(20 * 1024 * 1024, gt=0)
     fetch_timeout_s: float = Field(10.0, gt=0)
     # Let image_url reach private and loopback addresses (an image server inside your VPC). The instance
     # metadata service (link-local) stays refused even then. Off by default: SSRF.
     allow_private_image_urls: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServingEnvironment:
+        values = {name: environ[f"SEGSERVE_{name.upper()}"] for name in cls.model_fields
+                  if f"SEGSERVE_{name.upper()}" in environ}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise WeightsError(f"invalid SEGSERVE_* environment variable: {exc}") from None
+
+    @property
+    def answer_limit_bytes(self) -> int:
+        """The largest answer a worker may send: TorchServe's limit less room for its own framing."""
+        return self.max_response_bytes - RESPONSE_FRAME_BYTES
 
     def image_loader(self) -> ImageLoader:
         policy = FetchPolicy(
@@ -67,7 +103,7 @@ class ImageSettings(_Settings):
         return ImageLoader(policy, self.max_pixels)
 
 
-class ModelSettings(ImageSettings):
+class ModelSettings(_Settings):
     weights: str = "weights"  # the weights bundle folder, relative to the model's directory
     device: str | None = None  # None: the GPU TorchServe assigned, else the CPU
     # torch.compile the SAM2 image encoder on CUDA (max-autotune, as Meta's compile_image_encoder); paid at
@@ -76,7 +112,6 @@ class ModelSettings(ImageSettings):
     # CPU only: torch threads for this worker. None: the cores shared between the two model workers, so
     # that langsam and sam2 do not fight over them (short decodes suffer most from oversubscription).
     cpu_threads: int | None = Field(None, ge=1)
-    max_response_bytes: int = Field(DEFAULT_MAX_RESPONSE_BYTES, gt=0)
     # The SAM2 embedding cache (the sam2 model; models/embedding_cache.py): the bytes its entries may hold
     # (each: ~16 MiB of fp32 embedding on the device + the image's pixels in host memory); 0 turns it off.
     embedding_cache_bytes: int = Field(1024 * 1024 * 1024, ge=0)
@@ -121,12 +156,8 @@ def _s3_reader():
     return lambda bucket, key, max_bytes: read_s3_object(bucket, key, max_bytes, client)
 
 
-class RouterSettings(ImageSettings):
-    """The router's `handler:` section; the model addresses come from the entrypoint's environment.
-
-    The image settings matter only with several sam2 replicas, when the router reads a request's image to
-    find its home replica: keep them the same as sam2.yaml's, or the router refuses what sam2 would take.
-    """
+class RouterSettings(_Settings):
+    """The router's `handler:` section; the model addresses and limits come from the ServingEnvironment."""
 
     # action → model name; sam3's is dropped when the entrypoint deployed no sam3 (SEGSERVE_SAM3_MODELS empty)
     routes: dict[str, str] = {"langsam": "langsam", "sam2": "sam2", "sam3": "sam3"}

@@ -182,26 +182,14 @@ def model_config_dir(tmp_path_factory) -> Path:
         # Two workers: one forwards a request while the other answers {"action": "ping"}; fewer
         # than production's four to spare the two cores.
         config["minWorkers"] = config["maxWorkers"] = ROUTER_WORKERS
-        images(config)  # with sam2 replicas the router reads images too, by the models' settings
-
-    def images(config):
-        # image_url tests fetch from an http server on 127.0.0.1. The production policy refuses loopback and
-        # every other private address (SSRF; tests/unit/test_image_fetch.py proves it), so the test deployment
-        # opts in exactly as a deployment with an image server inside its VPC would.
-        config["handler"]["allow_private_image_urls"] = True
-        # A cheap 413: the 320x240 test scene (76,800 pixels) fits, a 400x300 image (120,000) does not.
-        config["handler"]["max_pixels"] = 100_000
 
     def langsam(config):
-        images(config)
         config["handler"]["llm"]["timeout_s"] = LLM_TIMEOUT_S
         # each failure test there sees the LLM's own answer; the cool-down is tests/unit/test_prompt_cooldown.py's
         config["handler"]["llm"]["cooldown_s"] = 0
 
     edit("router", router)
     edit("langsam", langsam)
-    edit("sam2", images)
-    edit("sam3", images)
     return target
 
 
@@ -231,6 +219,13 @@ def server(tmp_path_factory, model_store, plugin_dir, s3, fake_llm, openai_secre
         yield serving
 
 
+# The test deployment's image limits (SEGSERVE_*: the router and every model read the same). image_url tests fetch
+# from an http server on 127.0.0.1: the production policy refuses loopback and every other private address (SSRF;
+# tests/unit/test_image_fetch.py proves it), so this deployment opts in as one with an image server in its VPC
+# would. And a cheap 413: the 320x240 test scene (76,800 pixels) fits, a 400x300 image (120,000) does not.
+TEST_IMAGE_LIMITS = {"SEGSERVE_ALLOW_PRIVATE_IMAGE_URLS": "true", "SEGSERVE_MAX_PIXELS": "100000"}
+
+
 @contextlib.contextmanager
 def serve(tmp_path_factory, model_store: Path, plugin_dir: Path, s3: str, **extra_env: str) -> Iterator[Serving]:
     """A server from the entrypoint on free ports, healthy; stopped (and checked to leave nothing) on exit."""
@@ -241,6 +236,7 @@ def serve(tmp_path_factory, model_store: Path, plugin_dir: Path, s3: str, **extr
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION="us-east-1",
         AWS_EC2_METADATA_DISABLED="true",
+        **TEST_IMAGE_LIMITS,
         **extra_env,
     )
     try:

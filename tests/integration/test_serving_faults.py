@@ -48,9 +48,7 @@ def faults_server(tmp_path_factory, tiny_bundle, plugin_dir) -> Serving:
     config_dir = root / "model-config"
     shutil.copytree(REPO_ROOT / "serving" / "model-config", config_dir)
     _edit(config_dir / "router.yaml", minWorkers=ROUTER_WORKERS, maxWorkers=ROUTER_WORKERS)
-    _edit(config_dir / "sam2.yaml", jobQueueSize=SAM2_QUEUE, maxRetryTimeoutInSec=GIVE_UP_AFTER_S,
-          handler={"allow_private_image_urls": True})  # the slow origin is on 127.0.0.1
-    _edit(config_dir / "sam3.yaml", handler={"allow_private_image_urls": True})
+    _edit(config_dir / "sam2.yaml", jobQueueSize=SAM2_QUEUE, maxRetryTimeoutInSec=GIVE_UP_AFTER_S)
     ports = {name: free_port() for name in
              ("inference", "management", "metrics", "grpc_inference", "grpc_management")}
     run_dir, store = root / "run", root / "model-store"
@@ -60,6 +58,7 @@ def faults_server(tmp_path_factory, tiny_bundle, plugin_dir) -> Serving:
         SEGSERVE_MANAGEMENT_PORT=str(ports["management"]),
         SEGSERVE_METRICS_PORT=str(ports["metrics"]),
         SEGSERVE_GRPC_PORTS=f"{ports['grpc_inference']},{ports['grpc_management']}",
+        SEGSERVE_ALLOW_PRIVATE_IMAGE_URLS="true",  # the slow origin is on 127.0.0.1
     )
     weights = tiny_bundle.sam2_checkpoint.parent
     command = ["make", "-C", str(REPO_ROOT), "-o", ".venv/.installed", "serve", f"WEIGHTS={weights.name}",
@@ -81,10 +80,9 @@ def faults_server(tmp_path_factory, tiny_bundle, plugin_dir) -> Serving:
         kill_process_groups(serving.processes())
 
 
-def _edit(path: Path, handler: dict | None = None, **values) -> None:
+def _edit(path: Path, **values) -> None:
     config = yaml.safe_load(path.read_text())
     config.update(values)
-    config["handler"].update(handler or {})
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from segserve.contract.errors import WeightsError
-from segserve.settings import ModelSettings, RouterSettings
+from segserve.settings import LlmSettings, ModelSettings, RouterSettings, ServingEnvironment
 
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 
@@ -52,8 +53,8 @@ def test_a_typo_or_bad_value_fails_the_start(section):
                  "fd00:ec2::254", "fe80::1"],
 )
 def test_private_image_urls_are_refused_by_default_and_metadata_always(metadata):
-    strict = ModelSettings().image_loader().fetch_policy
-    relaxed = ModelSettings(allow_private_image_urls=True).image_loader().fetch_policy
+    strict = ServingEnvironment.from_env({}).image_loader().fetch_policy
+    relaxed = ServingEnvironment.from_env({"SEGSERVE_ALLOW_PRIVATE_IMAGE_URLS": "true"}).image_loader().fetch_policy
     metadata = ipaddress.ip_address(metadata)
     assert not strict.allow_address(LOOPBACK) and not strict.allow_address(metadata)
     assert relaxed.allow_address(LOOPBACK) and relaxed.allow_address(ipaddress.ip_address("10.0.0.5"))
@@ -71,3 +72,28 @@ def test_model_config_detection_defaults_fill_only_what_a_request_leaves_out():
                                                                  max_detections=3, refine_prompt=True)
     request = parse_request({"action": "langsam", "image": "x", "text_prompt": "a", "refine_prompt": False})
     assert request.detection_params(defaults).refine_prompt is False
+
+
+def test_the_serving_environment_is_read_from_segserve_variables_and_validated():
+    env = ServingEnvironment.from_env({"SEGSERVE_MAX_PIXELS": "1000", "SEGSERVE_MAX_RESPONSE_BYTES": "1000000",
+                                       "SEGSERVE_ALLOW_PRIVATE_IMAGE_URLS": "true", "SEGSERVE_WORKERS_SAM2": "2"})
+    assert env.max_pixels == 1000 and env.allow_private_image_urls is True
+    assert env.answer_limit_bytes == 1_000_000 - 53_600  # room for TorchServe's framing below its limit
+    assert env.image_loader().max_pixels == 1000
+    assert ServingEnvironment.from_env({}).answer_limit_bytes == 6_500_000
+    for name, value in (("SEGSERVE_MAX_PIXELS", "many"), ("SEGSERVE_FETCH_TIMEOUT_S", "0"),
+                        ("SEGSERVE_ROUTER_TIMEOUT_S", "3")):
+        with pytest.raises(WeightsError, match=name.removeprefix("SEGSERVE_").lower()):
+            ServingEnvironment.from_env({name: value})
+
+
+def test_every_setting_is_in_the_readmes_configuration_table():
+    """One table for every environment variable and model-config key a deployment may set."""
+    readme = Path("README.md").read_text()
+    table = readme[readme.index("## Configuration"):]
+    table = table[:table.index("\n## ", 3)]
+    names = [f"SEGSERVE_{name.upper()}" for name in ServingEnvironment.model_fields]
+    names += re.findall(r"^#   (SEGSERVE_[A-Z0-9_]+)", Path("serving/entrypoint.sh").read_text(), re.M)
+    names += [f"`{name}`" for model in (ModelSettings, RouterSettings, LlmSettings) for name in model.model_fields]
+    missing = [name for name in dict.fromkeys(names) if name not in table]
+    assert not missing, f"not in README.md's Configuration table: {missing}"

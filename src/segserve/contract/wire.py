@@ -21,8 +21,12 @@ CUSTOM_ATTRIBUTES = "x-amzn-sagemaker-custom-attributes"  # looked up in any cas
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"  # as SageMaker spells it, when we send it
 # An answer's `cache` (hit | miss) as a header too, so that the router can log it without parsing the body.
 CACHE_HEADER = "X-Segserve-Cache"
-# SageMaker's real-time answer limit (6 MB, read as MiB by the platform): the default for every answer.
-DEFAULT_MAX_RESPONSE_BYTES = 6 * 1024 * 1024
+# TorchServe's max_response_size as the entrypoint sets it for real time (6.25 MiB; SageMaker's own limit is 6 MB):
+# an answer over it kills the worker that sends it. An answer's body keeps RESPONSE_FRAME_BYTES below it, room
+# for TorchServe's framing and headers: DEFAULT_MAX_RESPONSE_BYTES is the largest body a worker sends.
+TORCHSERVE_MAX_RESPONSE_BYTES = 6_553_600
+RESPONSE_FRAME_BYTES = 53_600
+DEFAULT_MAX_RESPONSE_BYTES = TORCHSERVE_MAX_RESPONSE_BYTES - RESPONSE_FRAME_BYTES
 
 
 @dataclass(frozen=True)

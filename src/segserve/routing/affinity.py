@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from segserve.contract.requests import parse_request
 from segserve.media.image_loading import ImageLoader
 
-SAM2_MODELS_ENV = "SEGSERVE_SAM2_MODELS"
-SAM3_MODELS_ENV = "SEGSERVE_SAM3_MODELS"  # empty: no sam3 deployed
 
 
 def model_names(value: str | None) -> tuple[str, ...]:

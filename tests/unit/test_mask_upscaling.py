@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from segserve.media.masks import encode_rle
-from segserve.models.mask_upscaling import upscale_masks
+from segserve.models.mask_upscaling import upscale_masks, upscale_on_device
 
 # The two bilinear resizes differ by float rounding only (seen: ≤ 3.2e-5 on logits up to ~60).
 NEAR_THRESHOLD = 1e-4
@@ -62,3 +62,12 @@ def test_cpu_masks_are_column_major_and_encode_like_row_major_ones():
     (mask, *_) = upscale_masks(smooth_logits(1, 3, seed=3), (240, 320), 0.0)
     assert mask.flags.f_contiguous and not mask.flags.c_contiguous
     assert encode_rle(mask) == encode_rle(np.ascontiguousarray(mask))
+
+
+def test_the_device_path_is_meta_exactly_and_reaches_the_host_column_major():
+    """upscale_on_device is what runs on CUDA; on a CPU tensor it runs the same torch ops (no GPU here)."""
+    low_res = smooth_logits(2, 3, seed=4)
+    masks = upscale_on_device(low_res, (240, 320), 0.0)
+    np.testing.assert_array_equal(masks, reference(low_res, (240, 320)) > 0.0)
+    assert masks.shape == (6, 240, 320) and all(mask.flags.f_contiguous for mask in masks)
+    assert encode_rle(masks[1]) == encode_rle(np.ascontiguousarray(masks[1]))

@@ -9,7 +9,8 @@ is that close to the threshold (tests/unit/test_mask_upscaling.py bounds it).
 
 Each mask is resized transposed, so it comes out column-major, the order COCO RLE runs in (no copy to
 Fortran order when it is encoded), and is thresholded into the bool output through one reused float buffer.
-On CUDA, torch's own interpolate runs on the device, exactly as in Meta's predictor.
+On CUDA, torch's own interpolate and the threshold run on the device, exactly as in Meta's predictor, and the
+bool masks are transposed there too, so that they reach the host column-major as well.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ def upscale_masks(low_res: torch.Tensor, size: tuple[int, int], threshold: float
     """
     height, width = size
     if low_res.device.type != "cpu":
-        upscaled = F.interpolate(low_res.float(), size, mode="bilinear", align_corners=False)
-        return (upscaled > threshold).flatten(0, 1).cpu().numpy()
+        return upscale_on_device(low_res, size, threshold)
     logits = low_res.float().flatten(0, 1).numpy()
     transposed = np.empty((len(logits), width, height), dtype=bool)
     buffer = np.empty((width, height), dtype=np.float32)
@@ -36,3 +36,11 @@ def upscale_masks(low_res: torch.Tensor, size: tuple[int, int], threshold: float
         cv2.resize(np.ascontiguousarray(logit.T), (height, width), dst=buffer, interpolation=cv2.INTER_LINEAR)
         np.greater(buffer, threshold, out=mask)
     return transposed.transpose(0, 2, 1)
+
+
+def upscale_on_device(low_res: torch.Tensor, size: tuple[int, int], threshold: float) -> np.ndarray:
+    """The GPU path (any device): interpolate, threshold and transpose where the logits are; one copy of
+    bools to the host, which arrive as column-major (H, W) masks, so RLE needs no Fortran copy of its own."""
+    upscaled = F.interpolate(low_res.float(), size, mode="bilinear", align_corners=False)
+    transposed = (upscaled > threshold).flatten(0, 1).transpose(1, 2).contiguous()
+    return transposed.cpu().numpy().transpose(0, 2, 1)

@@ -230,15 +230,16 @@ class _TextEmbeds:
 
 
 def _upsample(logits: torch.Tensor, size: tuple[int, int], mask_threshold: float) -> np.ndarray:
-    """Mask logits (N, h, w) → bool masks (N, H, W): sigmoid, bilinear to image size, threshold, in chunks."""
+    """Mask logits (N, h, w) → bool masks (N, H, W): sigmoid, bilinear to image size, threshold, in chunks, on
+    the logits' device. Each mask comes out column-major (transposed there), the order COCO RLE runs in."""
     h, w = size
-    out = np.zeros((len(logits), h, w), bool)
+    out = np.zeros((len(logits), w, h), bool)
     chunk = max(1, _UPSAMPLE_VALUE_BUDGET // (h * w))
     for start in range(0, len(logits), chunk):
         part = logits[start : start + chunk].float().sigmoid()[None]
         resized = torch.nn.functional.interpolate(part, size=size, mode="bilinear", align_corners=False)[0]
-        out[start : start + chunk] = (resized > mask_threshold).cpu().numpy()
-    return out
+        out[start : start + chunk] = (resized > mask_threshold).transpose(1, 2).cpu().numpy()
+    return out.transpose(0, 2, 1)
 
 
 def _share_backbone(detector, tracker) -> None:

@@ -23,7 +23,7 @@ class Sample:
 RATIOS = (
     ("P1", "sam2 click, new 1024x768 image", "sam2 click, cached 1024x768", 25.0, True),
     ("P2", "sam2 click, cached 1024x768", "sam2 click, in-process 1024x768", 1.10, False),
-    ("P3", "sam2 click, cached 4000x3000", "sam2 click, cached 1024x768", 2.0, False),
+    ("P3", "sam2 click, cached 4000x3000", "sam2 click, cached 1024x768", 1.3, False),
     ("P4", "sam2 first click on a langsam image_id", "sam2 click, cached 1024x768", 1.2, False),
     ("P6", "langsam, same image, 5 detections", "langsam, same image, 1 detection", 1.3, False),
 )
@@ -82,9 +82,14 @@ def print_report(samples: dict[str, list[Sample]], ready_s: float, batching: lis
         print(f"  {key:<4}{ratio:>14.2f}{spread:>18}{shown_goal:>8}  {verdict}  {numerator} / {denominator}")
     p5_met = ready_s <= P5_GOAL_S
     missed += [] if p5_met else ["P5"]
-    print(f"  {'P5':<4}{ready_s:>13.1f}s{'':>18}{f'<= {P5_GOAL_S:g}s':>8}  {'met' if p5_met else 'MISSED'}"
-          "  entrypoint start → /ping 200 (median of the starts)")
     core = core or {}
+    starts = "[" + "..".join(f"{s:.1f}" for s in (min(core["P5_starts"]), max(core["P5_starts"]))) + "]" \
+        if core.get("P5_starts") else "-"
+    print(f"  {'P5':<4}{ready_s:>13.1f}s{starts:>18}{f'<= {P5_GOAL_S:g}s':>8}  {'met' if p5_met else 'MISSED'}"
+          "  entrypoint start → /ping 200 (median of the starts)")
+    if "P5_two_routers" in core:
+        print(f"  {'':<4}{core['P5_two_routers']:>13.1f}s{'':>18}{'':>8}  reported  the same start with 2 router "
+              "workers (SEGSERVE_WORKERS_ROUTER=2)")
     if "R" in core:
         r_met = core["R"] <= R_GOAL_MB
         missed += [] if r_met else ["R"]

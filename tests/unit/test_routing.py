@@ -109,12 +109,14 @@ def test_model_errors_pass_through_with_the_clients_request_id():
     }
 
 
-def test_raw_images_without_attributes_use_the_endpoints_default():
+def test_raw_images_without_attributes_use_the_endpoints_default(caplog):
     models = FakeModels()
     router = Router(models.forward, models.descriptions.get, {"langsam": "langsam"},
                     default_attributes="action=langsam;text_prompt=person")
-    assert call(router, b"\xff\xd8jpeg", "image/jpeg")[0] == 200
+    with caplog.at_level("INFO", logger="segserve.requests"):
+        assert call(router, b"\xff\xd8jpeg", "image/jpeg")[0] == 200
     assert models.calls[0][2]["X-Amzn-SageMaker-Custom-Attributes"] == "action=langsam;text_prompt=person"
+    assert caplog.records[-1].getMessage().startswith("langsam 200 ")  # the request log names what was routed
 
 
 def test_ping_with_stray_fields_is_refused_as_everywhere():

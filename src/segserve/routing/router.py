@@ -21,8 +21,8 @@ from segserve.contract.errors import InvalidRequest, NotDeployed, NotReady, Payl
 from segserve.contract.requests import ACTIONS, parse_request
 from segserve.contract.sessions import CLOSED_SESSION_HEADER, NEW_SESSION_HEADER, Session, SessionRequest, session_request
 from segserve.contract.wire import (
-    CACHE_HEADER, CUSTOM_ATTRIBUTES, CUSTOM_ATTRIBUTES_HEADER, DEFAULT_MAX_RESPONSE_BYTES, JSON, JSON_LINES, Reply,
-    decode_body, dump_json, error_body, header,
+    CACHE_HEADER, CUSTOM_ATTRIBUTES, CUSTOM_ATTRIBUTES_HEADER, DEFAULT_MAX_RESPONSE_BYTES, JSON, JSON_LINES, Body,
+    Reply, decode_body, dump_json, error_body, header,
 )
 from segserve.routing.access_log import log_request, request_label
 from segserve.routing.affinity import ImageHomes
@@ -76,29 +76,33 @@ class Router:
         self, body: bytes, content_type: str | None, headers: Mapping[str, str], request_id: str | None = None
     ) -> Reply:
         started = time.perf_counter()
-        reply = self._answer(body, content_type, headers, request_id)
-        log_request(request_label(body, content_type, headers), reply, started, request_id)
+        request, reply = self._answer(body, content_type, headers, request_id)
+        log_request(request_label(request, body), reply, started, request_id)
         return reply
 
-    def _answer(self, body: bytes, content_type: str | None, headers: Mapping[str, str], request_id: str | None) -> Reply:
+    def _answer(
+        self, body: bytes, content_type: str | None, headers: Mapping[str, str], request_id: str | None
+    ) -> tuple[Body | None, Reply]:
+        """(the decoded request, None if it was refused before decoding; the reply)"""
+        request = None
         try:
-            reply = self._route(body, content_type, headers)
+            if self.max_request_bytes is not None and len(body) > self.max_request_bytes:
+                raise PayloadTooLarge(
+                    f"the body is {len(body):,} bytes, over this endpoint's {self.max_request_bytes:,} byte limit "
+                    "(SageMaker real time allows 6 MB): send a smaller image, or the image by image_url or s3:// URL",
+                    field="body")
+            if not header(headers, CUSTOM_ATTRIBUTES) and self.default_attributes:
+                headers = {**headers, CUSTOM_ATTRIBUTES: self.default_attributes}
+            request = decode_body(body, content_type, headers)
+            reply = self._route(request, body, content_type, headers)
         except ServiceError as error:
-            return Reply(error.status, error_body(error, request_id), headers=error.headers)
+            return request, Reply(error.status, error_body(error, request_id), headers=error.headers)
         except Exception:
             log.exception("request %s failed in the router", request_id)
-            return Reply(500, error_body(ServiceError("internal error in the router"), request_id))
-        return _with_request_id(reply, request_id)
+            return request, Reply(500, error_body(ServiceError("internal error in the router"), request_id))
+        return request, _with_request_id(reply, request_id)
 
-    def _route(self, body: bytes, content_type: str | None, headers: Mapping[str, str]) -> Reply:
-        if self.max_request_bytes is not None and len(body) > self.max_request_bytes:
-            raise PayloadTooLarge(
-                f"the body is {len(body):,} bytes, over this endpoint's {self.max_request_bytes:,} byte limit "
-                "(SageMaker real time allows 6 MB): send a smaller image, or the image by image_url or s3:// URL",
-                field="body")
-        if not header(headers, CUSTOM_ATTRIBUTES) and self.default_attributes:
-            headers = {**headers, CUSTOM_ATTRIBUTES: self.default_attributes}
-        request = decode_body(body, content_type, headers)
+    def _route(self, request: Body, body: bytes, content_type: str | None, headers: Mapping[str, str]) -> Reply:
         if request.kind == "json_lines":
             return self._with_session(Reply(200, self._batch(body), JSON_LINES[0]), session_request(headers, None))
         if request.kind == "image":

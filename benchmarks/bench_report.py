@@ -19,31 +19,38 @@ class Sample:
     response_bytes: int = 0
 
 
-# (name, numerator, denominator, goal, higher is better)
-RATIOS = (
-    ("P1", "sam2 click, new 1024x768 image", "sam2 click, cached 1024x768", 25.0, True),
-    ("P2", "sam2 click, cached 1024x768", "sam2 click, in-process 1024x768", 1.10, False),
-    ("P3", "sam2 click, cached 4000x3000", "sam2 click, cached 1024x768", 1.3, False),
-    ("P4", "sam2 first click on a langsam image_id", "sam2 click, cached 1024x768", 1.2, False),
-    ("P6", "langsam, same image, 5 detections", "langsam, same image, 1 detection", 1.3, False),
-)
+def wall(sample: Sample) -> float:
+    return sample.ms
+
+
 # P6 compares the stages whose work grows with the detections (SAM2's decoder for the boxes, mask encoding,
 # renderings), not the wall time, which GroundingDINO's fixed cost would dilute.
 PER_DETECTION_STAGES = ("sam2_mask_decoder", "encode_masks", "render_images")
+
+
+def per_detection(sample: Sample) -> float:
+    return sum(sample.stages.get(name, 0.0) for name in PER_DETECTION_STAGES)
+
+
+# (name, numerator, denominator, goal, higher is better, what is compared)
+RATIOS = (
+    ("P1", "sam2 click, new 1024x768 image", "sam2 click, cached 1024x768", 25.0, True, wall),
+    ("P2", "sam2 click, cached 1024x768", "sam2 click, in-process 1024x768", 1.10, False, wall),
+    ("P3", "sam2 click, cached 4000x3000", "sam2 click, cached 1024x768", 1.3, False, wall),
+    ("P4", "sam2 first click on a langsam image_id", "sam2 click, cached 1024x768", 1.2, False, wall),
+    ("P6", "langsam, same image, 5 detections", "langsam, same image, 1 detection", 1.3, False, per_detection),
+)
 P5_GOAL_S = 20.0
 # SAM 3's, when the server deploys it (None: reported, no goal)
 SAM3_RATIOS = (
-    ("S1", "sam3 text, cached image, new phrase", "sam3 text, new image", 0.25, False),
-    ("S2", "sam3 first click on a sam3 text image_id", "sam3 second click on that image_id", 1.2, False),
-    ("S3", "sam3, cached image, 5 phrases", "sam3, cached image, 1 phrase", None, False),
+    ("S1", "sam3 text, cached image, new phrase", "sam3 text, new image", 0.25, False, wall),
+    ("S2", "sam3 first click on a sam3 text image_id", "sam3 second click on that image_id", 1.2, False, wall),
+    ("S3", "sam3, cached image, 5 phrases", "sam3, cached image, 1 phrase", None, False, wall),
 )
 
 
-def p50(samples: list[Sample], key: str = "") -> float:
-    """The median wall time, or for P6 the median of the per-detection stages' sum."""
-    if key == "P6":
-        return statistics.median(sum(s.stages.get(name, 0.0) for name in PER_DETECTION_STAGES) for s in samples)
-    return statistics.median(s.ms for s in samples)
+def p50(samples: list[Sample], measure=wall) -> float:
+    return statistics.median(measure(s) for s in samples)
 
 
 R_GOAL_MB, D_GOAL = 600.0, 0.0
@@ -67,11 +74,11 @@ def print_report(samples: dict[str, list[Sample]], ready_s: float, batching: lis
     results, missed = {}, []
     print(f"\n  {'':<4}{'ratio of p50s':>14}{'per-round range':>18}{'goal':>8}")
     ratios = RATIOS + tuple(r for r in SAM3_RATIOS if r[1] in samples)
-    for key, numerator, denominator, goal, higher in ratios:
-        ratio = p50(samples[numerator], key) / p50(samples[denominator], key)
+    for key, numerator, denominator, goal, higher, measure in ratios:
+        ratio = p50(samples[numerator], measure) / p50(samples[denominator], measure)
         # Per round only where both sides ran every round (langsam rounds are fewer than click rounds).
         same_rounds = len(samples[numerator]) == len(samples[denominator])
-        per_round = ([p50([n], key) / p50([d], key) for n, d in zip(samples[numerator], samples[denominator])]
+        per_round = ([measure(n) / measure(d) for n, d in zip(samples[numerator], samples[denominator])]
                      if same_rounds else [])
         met = goal is None or (ratio >= goal if higher else ratio <= goal)
         results[key] = ratio

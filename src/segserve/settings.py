@@ -62,8 +62,9 @@ class ServingEnvironment(_Settings):
     # Set by serving/entrypoint.sh from the ports TorchServe was started with.
     inference_url: str = "http://127.0.0.1:8080"
     management_url: str = "http://127.0.0.1:8081"
-    # The sam2 / sam3 model names, comma separated (replicas: sam2-0,sam2-1,...); no sam3: empty.
-    sam2_models: str = "sam2"
+    # The sam2 / sam3 model names, comma separated (replicas: sam2-0,sam2-1,...); unset sam2: router.yaml's
+    # route, else "sam2"; no sam3: empty.
+    sam2_models: str = ""
     sam3_models: str = ""
     # The API's body limit (the router answers a clear 413 above it) and TorchServe's max_response_size, over
     # which a worker's answer kills it: the entrypoint sets both from SageMaker's limits (batch: its own).

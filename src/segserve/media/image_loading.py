@@ -43,14 +43,6 @@ class LoadedImage:
             self._pixels = self.decode()
         return self._pixels
 
-    @property
-    def height(self) -> int:
-        return int(self.pixels.shape[0])
-
-    @property
-    def width(self) -> int:
-        return int(self.pixels.shape[1])
-
 
 @dataclass(frozen=True)
 class ImageLoader:

@@ -10,11 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from segserve.contract.wire import decode_json, parse_custom_attributes
-from segserve.contract.requests import ACTIONS, LangSamRequest, PingRequest, Sam2Request, parse_request
+from segserve.contract.requests import ACTIONS, LangSamRequest, PingRequest, Sam2Request, Sam3Request, parse_request
 from segserve.contract.errors import InvalidRequest
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-REQUESTS = (LangSamRequest, Sam2Request, PingRequest)
+REQUESTS = (LangSamRequest, Sam2Request, Sam3Request, PingRequest)
 FIELDS = sorted({name for model in REQUESTS for name in model.model_fields})
 
 json_scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False)
